@@ -1,0 +1,1 @@
+"""ferry: live-migrate workloads between Docker hosts with CRIU, driven by Kubernetes."""

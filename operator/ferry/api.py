@@ -1,0 +1,212 @@
+"""Typed views of the DockerHost and Migration resources, and their validation.
+
+The CRD schemas reject most bad input at admission; these checks repeat the ones the operator
+relies on, so that a resource created before a schema change (or with the schema missing) still
+ends with a clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+GROUP = "ferry.dev"
+VERSION = "v1alpha1"
+MIGRATIONS = "migrations"
+DOCKER_HOSTS = "dockerhosts"
+
+CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+HOST_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,14}$")
+ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
+HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( .*)?$")
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class SpecError(ValueError):
+    """A resource's spec that cannot be acted on; the message says what to fix."""
+
+
+class Strategy(StrEnum):
+    LIVE = "Live"
+    COLD = "Cold"
+
+
+class Transfer(StrEnum):
+    STREAM = "Stream"
+    SHARED_DIRECTORY = "SharedDirectory"
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    pid: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    container: str | None = None
+    process: ProcessRef | None = None
+
+    def describe(self) -> str:
+        if self.container is not None:
+            return f"container/{self.container}"
+        assert self.process is not None
+        return f"process/{self.process.pid if self.process.pid is not None else self.process.name}"
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    workload: Workload
+    target_host: str
+    source_host: str | None = None
+    strategy: Strategy = Strategy.LIVE
+    transfer: Transfer = Transfer.STREAM
+    redirect: bool = False
+    keep_checkpoint: bool = False
+    timeout_seconds: int = 300
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> MigrationSpec:
+        workload = _parse_workload(_mapping(spec, "workload", required=True))
+        target = _host_name(spec, "targetHost", required=True)
+        source = _host_name(spec, "sourceHost", required=False)
+        if source is not None and source == target:
+            raise SpecError(f"sourceHost and targetHost are both '{target}'; name two different hosts")
+        if workload.process is not None and source is None:
+            raise SpecError("a process workload needs spec.sourceHost")
+        timeout = spec.get("timeoutSeconds", 300)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 10 <= timeout <= 86400:
+            raise SpecError(f"spec.timeoutSeconds must be an integer from 10 to 86400, not {timeout!r}")
+        assert target is not None
+        return cls(
+            workload=workload,
+            target_host=target,
+            source_host=source,
+            strategy=_enum(Strategy, spec, "strategy", Strategy.LIVE),
+            transfer=_enum(Transfer, spec, "transfer", Transfer.STREAM),
+            redirect=_boolean(spec, "redirect"),
+            keep_checkpoint=_boolean(spec, "keepCheckpoint"),
+            timeout_seconds=timeout,
+        )
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str
+    namespace: str
+    key: str = "id_ed25519"
+
+
+@dataclass(frozen=True)
+class DockerHostSpec:
+    name: str
+    address: str
+    host_key: str
+    ssh_key_secret: SecretKeyRef
+    port: int = 22
+    user: str = "root"
+    docker_socket: str = "/var/run/docker.sock"
+    max_concurrent_migrations: int = 2
+    allowed_namespaces: tuple[str, ...] = field(default=("*",))
+    shared_directory: str | None = None
+
+    def allows_namespace(self, namespace: str) -> bool:
+        return "*" in self.allowed_namespaces or namespace in self.allowed_namespaces
+
+    @classmethod
+    def from_resource(cls, name: str, spec: Mapping[str, Any]) -> DockerHostSpec:
+        where = f"DockerHost {name}"
+        address = spec.get("address")
+        if not isinstance(address, str) or not address:
+            raise SpecError(f"{where} has no spec.address")
+        host_key = spec.get("hostKey")
+        if not isinstance(host_key, str) or not HOST_KEY.match(host_key):
+            raise SpecError(f"{where}: spec.hostKey must be a public key like 'ssh-ed25519 AAAA...'")
+        ref = spec.get("sshKeySecretRef")
+        if not isinstance(ref, Mapping) or not ref.get("name") or not ref.get("namespace"):
+            raise SpecError(f"{where}: spec.sshKeySecretRef needs name and namespace")
+        socket = spec.get("dockerSocket", "/var/run/docker.sock")
+        shared = spec.get("sharedDirectory")
+        for label, path in (("dockerSocket", socket), ("sharedDirectory", shared)):
+            if path is not None and not (isinstance(path, str) and ABSOLUTE_PATH.match(path)):
+                raise SpecError(f"{where}: spec.{label} must be an absolute path, not {path!r}")
+        return cls(
+            name=name,
+            address=address,
+            host_key=host_key,
+            ssh_key_secret=SecretKeyRef(
+                name=str(ref["name"]), namespace=str(ref["namespace"]), key=str(ref.get("key", "id_ed25519"))
+            ),
+            port=int(spec.get("port", 22)),
+            user=str(spec.get("user", "root")),
+            docker_socket=socket,
+            max_concurrent_migrations=int(spec.get("maxConcurrentMigrations", 2)),
+            allowed_namespaces=tuple(spec.get("allowedNamespaces", ["*"])),
+            shared_directory=shared,
+        )
+
+
+def _mapping(spec: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:
+    value = spec.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"spec.{key} must be an object")
+    return value
+
+
+def _parse_workload(workload: Mapping[str, Any]) -> Workload:
+    container = workload.get("container")
+    process = workload.get("process")
+    if (container is None) == (process is None):
+        raise SpecError("set exactly one of spec.workload.container and spec.workload.process")
+    if container is not None:
+        if not isinstance(container, str) or not CONTAINER_NAME.match(container):
+            raise SpecError(
+                f"spec.workload.container {container!r} is not a Docker container name or ID "
+                "([a-zA-Z0-9][a-zA-Z0-9_.-]+)"
+            )
+        return Workload(container=container)
+    if not isinstance(process, Mapping):
+        raise SpecError("spec.workload.process must be an object with pid or name")
+    pid, name = process.get("pid"), process.get("name")
+    if (pid is None) == (name is None):
+        raise SpecError("set exactly one of spec.workload.process.pid and spec.workload.process.name")
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid < 2):
+        raise SpecError(f"spec.workload.process.pid must be a process ID above 1, not {pid!r}")
+    if name is not None and (not isinstance(name, str) or not PROCESS_NAME.match(name)):
+        raise SpecError(f"spec.workload.process.name {name!r} is not a process command name")
+    return Workload(process=ProcessRef(pid=pid, name=name))
+
+
+def _host_name(spec: Mapping[str, Any], key: str, *, required: bool) -> str | None:
+    value = spec.get(key)
+    if value is None:
+        if required:
+            raise SpecError(f"spec.{key} is required: name a DockerHost")
+        return None
+    if not isinstance(value, str) or not HOST_NAME.match(value):
+        raise SpecError(f"spec.{key} {value!r} is not a DockerHost name")
+    return value
+
+
+def _enum(kind: type[E], spec: Mapping[str, Any], key: str, default: E) -> E:
+    value = spec.get(key, default)
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise SpecError(f"spec.{key} must be one of {choices}, not {value!r}") from None
+
+
+def _boolean(spec: Mapping[str, Any], key: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"spec.{key} must be true or false, not {value!r}")
+    return value

@@ -1,0 +1,47 @@
+"""`ferry run`: the operator's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+import prometheus_client
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ferry", description="Live-migrate containers between Docker hosts."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", default=True, help="watch every namespace"
+    )
+    run.add_argument("--peering", metavar="NAME", help="coordinate replicas through this KopfPeering")
+    run.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    run.add_argument(
+        "--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
+    import ferry.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    )

@@ -1,0 +1,59 @@
+"""The operator's own reads and writes of Kubernetes objects (besides what kopf does)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION, DockerHostSpec, SecretKeyRef, SpecError
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def load_kube_config() -> None:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Cluster:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+
+    def docker_hosts(self) -> dict[str, dict[str, Any]]:
+        """Every DockerHost's spec, by name."""
+        listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS))
+        return {item["metadata"]["name"]: item.get("spec", {}) for item in listing.get("items", [])}
+
+    def docker_host(self, name: str) -> DockerHostSpec:
+        try:
+            resource = cast(
+                dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS, name)
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise SpecError(f"DockerHost '{name}' does not exist") from None
+            raise ClusterError(f"cannot read DockerHost '{name}': {error.reason}") from None
+        return DockerHostSpec.from_resource(name, resource.get("spec", {}))
+
+    def secret_value(self, ref: SecretKeyRef) -> str:
+        try:
+            secret = self.core.read_namespaced_secret(ref.name, ref.namespace)
+        except ApiException as error:
+            raise ClusterError(f"cannot read Secret {ref.namespace}/{ref.name}: {error.reason}") from None
+        data = secret.data or {}
+        if ref.key not in data:
+            raise ClusterError(f"Secret {ref.namespace}/{ref.name} has no key '{ref.key}'")
+        return base64.b64decode(data[ref.key]).decode()
+
+    def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, MIGRATIONS, name, {"status": status}
+        )

@@ -1,0 +1,173 @@
+"""The Docker Engine API of one host, reached through its SSH connection.
+
+The docker SDK's own ssh:// transport opens its own connection from ~/.ssh files and always runs
+plain `docker system dial-stdio`; ferry needs the pinned, Secret-keyed session it already has and
+the host's configured socket, so it mounts a small adapter that opens each HTTP connection as a
+`docker -H unix://SOCKET system dial-stdio` channel on that session. Checkpoint endpoints are not
+wrapped by the SDK and are called through its low-level helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, cast
+
+import docker
+import docker.errors
+import requests
+import urllib3
+from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+from ferry.hosts.ssh import SSHSession
+
+API_VERSION = "1.41"  # Docker 20.10; later engines still serve it
+
+
+class NotFound(LookupError):
+    pass
+
+
+class DockerError(RuntimeError):
+    pass
+
+
+class _DialStdioConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, session: SSHSession, docker_socket: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._session = session
+        self._docker_socket = docker_socket
+        self._timeout = timeout
+
+    def connect(self) -> None:
+        self.sock = self._session.open(
+            ["docker", "-H", f"unix://{self._docker_socket}", "system", "dial-stdio"], timeout=self._timeout
+        )
+
+
+class _DialStdioPool(urllib3.connectionpool.HTTPConnectionPool):
+    def __init__(self, session: SSHSession, docker_socket: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout, maxsize=8)
+        self._session = session
+        self._docker_socket = docker_socket
+        self._timeout = timeout
+
+    def _new_conn(self) -> _DialStdioConnection:
+        return _DialStdioConnection(self._session, self._docker_socket, self._timeout)
+
+
+class _DialStdioAdapter(BaseHTTPAdapter):  # type: ignore[misc]
+    def __init__(self, session: SSHSession, docker_socket: str, timeout: float) -> None:
+        super().__init__()
+        self._pool = _DialStdioPool(session, docker_socket, timeout)
+
+    def get_connection(self, url: str, proxies: Any = None) -> _DialStdioPool:
+        return self._pool
+
+    def close(self) -> None:
+        super().close()
+        self._pool.close()
+
+
+class DockerEngine:
+    """Typed calls to one host's Docker Engine; each raises NotFound or DockerError."""
+
+    def __init__(self, session: SSHSession, docker_socket: str, timeout: float = 120.0) -> None:
+        self.host = session.name
+        self.api = docker.APIClient(base_url="ssh://ferry", version=API_VERSION, use_ssh_client=True)
+        self.api.mount("http+docker://ssh", _DialStdioAdapter(session, docker_socket, timeout))
+
+    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except docker.errors.NotFound as error:
+            raise NotFound(f"{what} on {self.host}: {error.explanation or error}") from None
+        except docker.errors.APIError as error:
+            raise DockerError(f"{what} on {self.host} failed: {error.explanation or error}") from None
+        except requests.RequestException as error:
+            raise DockerError(f"{what} on {self.host}: cannot reach the Docker Engine: {error}") from None
+
+    def info(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._call("docker info", self.api.info))
+
+    def version(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._call("docker version", self.api.version))
+
+    def inspect_container(self, name_or_id: str) -> dict[str, Any]:
+        return cast(
+            dict[str, Any], self._call(f"container {name_or_id}", self.api.inspect_container, name_or_id)
+        )
+
+    def find_container(self, name_or_id: str) -> dict[str, Any] | None:
+        try:
+            return self.inspect_container(name_or_id)
+        except NotFound:
+            return None
+
+    def containers_with_label(self, label: str) -> list[dict[str, Any]]:
+        found = self._call("docker ps", self.api.containers, all=True, filters={"label": label})
+        return cast(list[dict[str, Any]], found)
+
+    def has_image(self, image_id: str) -> bool:
+        try:
+            self._call(f"image {image_id}", self.api.inspect_image, image_id)
+            return True
+        except NotFound:
+            return False
+
+    def inspect_image(self, name_or_id: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._call(f"image {name_or_id}", self.api.inspect_image, name_or_id))
+
+    def save_image(self, name_or_id: str) -> Iterator[bytes]:
+        """Streams `docker save` of one image (a tar)."""
+        response = self._call(
+            f"saving image {name_or_id}", self.api.get_image, name_or_id, chunk_size=1 << 20
+        )
+        return cast(Iterator[bytes], response)
+
+    def load_image(self, tar_stream: Iterable[bytes]) -> None:
+        self._call("loading image", self.api.load_image, tar_stream, quiet=True)
+
+    def create_container(self, name: str, body: Mapping[str, Any]) -> str:
+        url = self.api._url("/containers/create")
+        response = self._call(
+            f"creating container {name}", self.api._post_json, url, data=dict(body), params={"name": name}
+        )
+        self._call(f"creating container {name}", self.api._raise_for_status, response)
+        return cast(str, response.json()["Id"])
+
+    def start(self, container_id: str, checkpoint: str | None = None) -> None:
+        params = {"checkpoint": checkpoint} if checkpoint else {}
+        url = self.api._url("/containers/{0}/start", container_id)
+        response = self._call(f"starting container {container_id[:12]}", self.api._post, url, params=params)
+        self._call(f"starting container {container_id[:12]}", self.api._raise_for_status, response)
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        self._call(f"stopping container {container_id[:12]}", self.api.stop, container_id, timeout=timeout)
+
+    def remove_container(self, container_id: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._call(
+                f"removing container {container_id[:12]}", self.api.remove_container, container_id, force=True
+            )
+
+    def create_checkpoint(self, container_id: str, name: str, *, exit: bool = True) -> None:
+        url = self.api._url("/containers/{0}/checkpoints", container_id)
+        what = f"checkpointing container {container_id[:12]}"
+        response = self._call(what, self.api._post_json, url, data={"CheckpointID": name, "Exit": exit})
+        self._call(what, self.api._raise_for_status, response)
+
+    def list_checkpoints(self, container_id: str) -> list[str]:
+        url = self.api._url("/containers/{0}/checkpoints", container_id)
+        response = self._call("listing checkpoints", self.api._get, url)
+        self._call("listing checkpoints", self.api._raise_for_status, response)
+        return [entry["Name"] for entry in response.json() or []]
+
+    def delete_checkpoint(self, container_id: str, name: str) -> None:
+        url = self.api._url("/containers/{0}/checkpoints/{1}", container_id, name)
+        response = self._call("deleting checkpoint", self.api._delete, url)
+        if response.status_code != 404:
+            self._call("deleting checkpoint", self.api._raise_for_status, response)
+
+    def close(self) -> None:
+        self.api.close()

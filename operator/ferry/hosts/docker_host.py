@@ -1,0 +1,80 @@
+"""Everything ferry does on one Docker host: its engine, and the files and tools beside it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ferry.hosts.docker_engine import DockerEngine
+from ferry.hosts.ssh import SSHSession
+from ferry.hosts.streams import relay
+
+# Overlay whiteouts and opaque directories are xattrs/devices: keep them, and numeric owners.
+TAR_OPTIONS = (
+    "--xattrs",
+    "--xattrs-include=trusted.*",
+    "--xattrs-include=security.capability",
+    "--numeric-owner",
+)
+CRIU_VERSION = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
+
+
+class DockerHost:
+    def __init__(self, name: str, session: SSHSession, docker_socket: str) -> None:
+        self.name = name
+        self.ssh = session
+        self.engine = DockerEngine(session, docker_socket)
+        self._root_dir: str | None = None
+
+    def docker_root_dir(self) -> str:
+        if self._root_dir is None:
+            self._root_dir = str(self.engine.info()["DockerRootDir"])
+        return self._root_dir
+
+    def checkpoint_dir(self, container_id: str, checkpoint: str) -> str:
+        """Where `docker checkpoint create` writes, and where `docker start --checkpoint` reads."""
+        return f"{self.docker_root_dir()}/containers/{container_id}/checkpoints/{checkpoint}"
+
+    def criu_version(self) -> str | None:
+        result = self.ssh.run(["criu", "--version"], check=False, timeout=30)
+        match = CRIU_VERSION.search(result.text)
+        return match.group(1) if result.exit_code == 0 and match else None
+
+    def kernel(self) -> str:
+        return self.ssh.run(["uname", "-r"], timeout=30).text.strip()
+
+    def stack_address(self, pid: int) -> str | None:
+        """The start of a process's stack mapping: randomised per exec, kept by a CRIU restore."""
+        result = self.ssh.run(["cat", f"/proc/{int(pid)}/maps"], check=False, timeout=30)
+        for line in result.text.splitlines():
+            if line.endswith("[stack]"):
+                return line.split("-", 1)[0]
+        return None
+
+    def directory_bytes(self, path: str) -> int:
+        return int(self.ssh.run(["du", "-sb", "--", path], timeout=120).text.split()[0])
+
+    def make_private_directory(self, path: str) -> None:
+        self.ssh.run(["install", "-d", "-m", "0700", "--", path], timeout=30)
+
+    def restrict_to_root(self, path: str) -> None:
+        self.ssh.run(["chmod", "-R", "go-rwx", "--", path], timeout=60)
+
+    def remove_tree(self, path: str) -> None:
+        self.ssh.run(["rm", "-rf", "--", path], timeout=120)
+
+    def copy_tree_to(self, source_dir: str, target: DockerHost, target_dir: str) -> int:
+        """Copies a directory's content into another host's directory; returns the bytes streamed."""
+        return relay(
+            self.ssh,
+            ["tar", "-C", source_dir, *TAR_OPTIONS, "-cf", "-", "."],
+            target.ssh,
+            ["tar", "-C", target_dir, *TAR_OPTIONS, "-xpf", "-"],
+        )
+
+    def run(self, argv: Sequence[str], timeout: float = 120.0) -> str:
+        return self.ssh.run(argv, timeout=timeout).text
+
+    def close(self) -> None:
+        self.engine.close()
+        self.ssh.close()

@@ -1,0 +1,294 @@
+"""Live migration of one Docker container: the step behind each phase.
+
+Each step looks at the real state first (does the checkpoint exist? does the target run?), so a
+step re-run after an operator crash is safe. A failure before the freeze leaves the source alone
+and removes what was made on the target; a failure after it restores the source from the same
+checkpoint, so the workload is never lost and never runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ferry.hosts.docker_engine import DockerError
+from ferry.hosts.docker_host import DockerHost
+from ferry.migration.container_config import clone_create_body
+from ferry.migration.context import MigrationContext, Problem
+from ferry.migration.state import Phase, format_duration, milliseconds, now
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LABEL = "ferry.dev/migration"
+START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists"
+
+
+class LiveContainerMigration:
+    def __init__(self, context: MigrationContext) -> None:
+        self.ctx = context
+        self.state = context.state
+        container = context.request.spec.workload.container
+        assert container is not None
+        self.container = container
+
+    def steps(self) -> dict[Phase, Callable[[], None]]:
+        return {
+            Phase.PREPARING: self.prepare,
+            Phase.CHECKPOINTING: self.checkpoint,
+            Phase.TRANSFERRING: self.transfer,
+            Phase.RESTORING: self.restore,
+            Phase.VERIFYING: self.verify,
+            Phase.ROLLING_BACK: self.roll_back,
+        }
+
+    @property
+    def source(self) -> DockerHost:
+        assert self.state.source_host is not None
+        return self.ctx.host(self.state.source_host)
+
+    @property
+    def target(self) -> DockerHost:
+        assert self.state.target_host is not None
+        return self.ctx.host(self.state.target_host)
+
+    # -- Preparing: the workload still runs; any failure here leaves the source untouched.
+
+    def prepare(self) -> None:
+        started = now()
+        source, target = self.source, self.target
+        info = source.engine.find_container(self.container)
+        if info is None:
+            raise Problem(
+                "ContainerNotFound", f"container '{self.container}' does not exist on host {source.name}"
+            )
+        if not info["State"]["Running"] or info["State"].get("Paused"):
+            raise Problem(
+                "ContainerNotRunning",
+                f"container '{self.container}' on {source.name} is {info['State']['Status']}, not running; "
+                "only a running container can be live-migrated",
+            )
+        if info["Config"].get("Tty"):
+            raise Problem(
+                "TTYNotSupported",
+                f"container '{self.container}' has a TTY, which CRIU cannot checkpoint; "
+                "use strategy: Cold to move it without its memory",
+            )
+        for host in (source, target):
+            if host.criu_version() is None:
+                raise Problem(
+                    "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
+                )
+        self.state.source_container_id = info["Id"]
+        self.state.fingerprint_pid = int(info["State"]["Pid"])
+        self.state.fingerprint_stack = source.stack_address(self.state.fingerprint_pid)
+        self.ctx.save()
+
+        self._copy_image(info)
+        self.state.target_container_id = self._create_target_container(info)
+        self.state.checkpoint_name = f"ferry-{self.ctx.request.uid}"
+        self.state.metrics.prepare_ms = milliseconds(started, now())
+        self.ctx.advance(Phase.CHECKPOINTING)
+
+    def _copy_image(self, info: dict[str, Any]) -> None:
+        image_id: str = info["Image"]
+        if self.target.engine.has_image(image_id):
+            self.state.metrics.image_transfer_ms = 0
+            return
+        # Save by name when the name still points at this image, so the target gets its tags too.
+        name = info["Config"]["Image"]
+        reference = name if _image_id(self.source, name) == image_id else image_id
+        started = now()
+        counted = _CountingStream(self.source.engine.save_image(reference))
+        self.target.engine.load_image(counted)
+        if not self.target.engine.has_image(image_id):
+            raise Problem("ImageCopyFailed", f"image {reference} did not arrive on {self.target.name}")
+        self.state.metrics.image_transfer_ms = milliseconds(started, now())
+        self.state.metrics.image_bytes = counted.bytes
+        log.info("copied image %s to %s: %d bytes", reference, self.target.name, counted.bytes)
+
+    def _create_target_container(self, info: dict[str, Any]) -> str:
+        name = info["Name"].lstrip("/")
+        uid = self.ctx.request.uid
+        existing = self.target.engine.find_container(name)
+        if existing is not None:
+            if existing["Config"].get("Labels", {}).get(MIGRATION_LABEL) == uid:
+                return str(existing["Id"])  # made by this migration before a restart
+            raise Problem("NameTaken", f"host {self.target.name} already has a container named '{name}'")
+        image_name, image_id = info["Config"]["Image"], info["Image"]
+        image = image_name if _image_id(self.target, image_name) == image_id else image_id
+        body = clone_create_body(info, image=image, labels={MIGRATION_LABEL: uid})
+        return self.target.engine.create_container(name, body)
+
+    # -- Checkpointing: the freeze; downtime starts.
+
+    def checkpoint(self) -> None:
+        source_id = self._source_id()
+        name = self._checkpoint_name()
+        if name not in self.source.engine.list_checkpoints(source_id):
+            started = now()
+            try:
+                self.source.engine.create_checkpoint(source_id, name, exit=True)
+            except DockerError as error:
+                if self.source.engine.inspect_container(source_id)["State"]["Running"]:
+                    # CRIU resumes the tasks when a dump fails: nothing was frozen for good.
+                    raise Problem("CheckpointFailed", str(error), frozen=False) from None
+                raise Problem("CheckpointFailed", str(error)) from None
+            self.state.metrics.checkpoint_ms = milliseconds(started, now())
+        self.source.restrict_to_root(self.source.checkpoint_dir(source_id, name))
+        self.ctx.advance(Phase.TRANSFERRING)
+
+    # -- Transferring: checkpoint images and the writable layer go to the target.
+
+    def transfer(self) -> None:
+        source, target = self.source, self.target
+        source_id, target_id, name = self._source_id(), self._target_id(), self._checkpoint_name()
+        started = now()
+        target_dir = target.checkpoint_dir(target_id, name)
+        target.remove_tree(target_dir)  # a half-copied checkpoint from before a restart
+        target.make_private_directory(target_dir)
+        self.state.metrics.checkpoint_bytes = source.copy_tree_to(
+            source.checkpoint_dir(source_id, name), target, target_dir
+        )
+        source_upper = _upper_dir(source.engine.inspect_container(source_id))
+        target_upper = _upper_dir(target.engine.inspect_container(target_id))
+        self.state.metrics.rootfs_bytes = source.copy_tree_to(source_upper, target, target_upper)
+        self.state.metrics.transfer_ms = milliseconds(started, now())
+        self.state.transfer = "Stream"
+        self.ctx.advance(Phase.RESTORING)
+
+    # -- Restoring: the target starts from the checkpoint; downtime ends.
+
+    def restore(self) -> None:
+        target_id = self._target_id()
+        started = now()
+        if not self.target.engine.inspect_container(target_id)["State"]["Running"]:
+            start_from_checkpoint(self.target, target_id, self._checkpoint_name())
+        finished = now()
+        self.state.metrics.restore_ms = milliseconds(started, finished)
+        self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), finished)
+        self.ctx.advance(Phase.VERIFYING)
+
+    # -- Verifying: the target runs the restored memory, not a fresh start; then clean up.
+
+    def verify(self) -> None:
+        started = now()
+        self._check_restored(self.target, self._target_id())
+        self.state.metrics.verify_ms = milliseconds(started, now())
+        self.source.engine.remove_container(self._source_id())
+        if not self.ctx.request.spec.keep_checkpoint:
+            self.target.engine.delete_checkpoint(self._target_id(), self._checkpoint_name())
+        downtime = self.state.metrics.downtime_ms or 0
+        self.ctx.advance(
+            Phase.SUCCEEDED,
+            f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}",
+            reason="Migrated",
+        )
+
+    def _check_restored(self, host: DockerHost, container_id: str) -> None:
+        state = host.engine.inspect_container(container_id)["State"]
+        if not state["Running"]:
+            raise Problem(
+                "NotRunning", f"the container on {host.name} is {state['Status']} after the restore"
+            )
+        expected = self.state.fingerprint_stack
+        if expected is None:
+            return
+        found = host.stack_address(int(state["Pid"]))
+        if found != expected:
+            raise Problem(
+                "StartedFromScratch",
+                f"the container on {host.name} runs but did not resume from the checkpoint "
+                f"(stack at {found}, expected {expected}): Docker started it afresh",
+            )
+
+    # -- RollingBack: bring the workload back on the source from the same checkpoint.
+
+    def roll_back(self) -> None:
+        cause = self.state.message
+        if self.state.target_container_id is not None:
+            self.target_cleanup()
+        source_id = self._source_id()
+        source_state = self._wait_until_settled(self.source, source_id)
+        if not source_state["Running"]:
+            start_from_checkpoint(self.source, source_id, self._checkpoint_name())
+        self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), now())
+        self._check_restored(self.source, source_id)
+        self.source.engine.delete_checkpoint(source_id, self._checkpoint_name())
+        self.ctx.advance(
+            Phase.ROLLED_BACK,
+            f"{self.state.workload} runs again on {self.source.name} after: {cause}",
+            reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
+        )
+
+    def target_cleanup(self) -> None:
+        """Removes what this migration made on the target (the container and its checkpoint)."""
+        if self.state.target_container_id is not None:
+            self.target.engine.remove_container(self.state.target_container_id)
+
+    def _wait_until_settled(
+        self, host: DockerHost, container_id: str, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """After `checkpoint --exit` Docker shows the container paused for a few seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state: dict[str, Any] = host.engine.inspect_container(container_id)["State"]
+            if not state.get("Paused") or time.monotonic() > deadline:
+                return state
+            time.sleep(0.2)
+
+    def _source_id(self) -> str:
+        assert self.state.source_container_id is not None
+        return self.state.source_container_id
+
+    def _target_id(self) -> str:
+        assert self.state.target_container_id is not None
+        return self.state.target_container_id
+
+    def _checkpoint_name(self) -> str:
+        assert self.state.checkpoint_name is not None
+        return self.state.checkpoint_name
+
+    def _frozen_at(self) -> Any:
+        assert self.state.frozen_at is not None
+        return self.state.frozen_at
+
+
+def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) -> None:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            host.engine.start(container_id, checkpoint=checkpoint)
+            return
+        except DockerError as error:
+            if "already exists" not in str(error) or attempt == START_ATTEMPTS:
+                raise Problem("RestoreFailed", str(error)) from None
+            log.warning("restore on %s hit containerd's 'already exists'; retrying", host.name)
+
+
+def _image_id(host: DockerHost, name: str) -> str | None:
+    try:
+        return str(host.engine.inspect_image(name)["Id"])
+    except (DockerError, LookupError):
+        return None
+
+
+def _upper_dir(info: dict[str, Any]) -> str:
+    driver = info.get("GraphDriver", {})
+    upper = driver.get("Data", {}).get("UpperDir")
+    if driver.get("Name") != "overlay2" or not upper:
+        raise Problem(
+            "UnsupportedStorage", f"storage driver {driver.get('Name')} is not supported (overlay2 only)"
+        )
+    return str(upper)
+
+
+class _CountingStream:
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = chunks
+        self.bytes = 0
+
+    def __iter__(self) -> Any:
+        for chunk in self._chunks:
+            self.bytes += len(chunk)
+            yield chunk

@@ -1,0 +1,72 @@
+"""What a migration step works with: its request, its state, the hosts, and where status goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ferry.api import DockerHostSpec, MigrationSpec
+from ferry.hosts.docker_engine import DockerError, NotFound
+from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.ssh import CommandFailed, SSHError
+from ferry.hosts.streams import TransferFailed
+from ferry.migration.state import MigrationState, Phase
+
+HOST_ERRORS = (SSHError, CommandFailed, DockerError, NotFound, TransferFailed)
+
+
+class Problem(Exception):
+    """A failure the user can read: `reason` is a CamelCase word, `message` says what happened.
+
+    `frozen=False` says the workload still runs on the source although the phase is past the freeze
+    (CRIU resumes the tasks when a dump fails), so there is nothing to roll back.
+    """
+
+    def __init__(self, reason: str, message: str, *, frozen: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.frozen = frozen
+
+
+class HostDirectory(Protocol):
+    """The DockerHosts the operator knows, and warm connections to them."""
+
+    def names(self) -> list[str]: ...
+
+    def spec(self, name: str) -> DockerHostSpec: ...
+
+    def connect(self, name: str) -> DockerHost: ...
+
+
+class StatusSink(Protocol):
+    def save(self, state: MigrationState, generation: int | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    spec: MigrationSpec
+
+
+class MigrationContext:
+    def __init__(
+        self, request: MigrationRequest, state: MigrationState, hosts: HostDirectory, sink: StatusSink
+    ) -> None:
+        self.request = request
+        self.state = state
+        self.hosts = hosts
+        self.sink = sink
+
+    def host(self, name: str) -> DockerHost:
+        return self.hosts.connect(name)
+
+    def save(self) -> None:
+        self.sink.save(self.state, self.request.generation)
+
+    def advance(self, phase: Phase, message: str = "", reason: str = "") -> None:
+        self.state.enter(phase, message, reason)
+        self.save()

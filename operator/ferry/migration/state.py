@@ -1,0 +1,236 @@
+"""The phase machine of a Migration and the state it keeps in the resource's status.
+
+The status is the migration's only memory: every step records what it did before moving on, so an
+operator that restarts reads it back and resumes (or rolls back) from the real phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PREPARING = "Preparing"
+    CHECKPOINTING = "Checkpointing"
+    TRANSFERRING = "Transferring"
+    RESTORING = "Restoring"
+    VERIFYING = "Verifying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_frozen(self) -> bool:
+        """From the freeze on, a failure must bring the workload back rather than just stop."""
+        return self in AFTER_FREEZE
+
+
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK})
+AFTER_FREEZE = frozenset(
+    {Phase.CHECKPOINTING, Phase.TRANSFERRING, Phase.RESTORING, Phase.VERIFYING, Phase.ROLLING_BACK}
+)
+
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.PENDING: frozenset({Phase.PREPARING, Phase.FAILED}),
+    Phase.PREPARING: frozenset({Phase.CHECKPOINTING, Phase.FAILED}),
+    Phase.CHECKPOINTING: frozenset({Phase.TRANSFERRING, Phase.RESTORING, Phase.ROLLING_BACK, Phase.FAILED}),
+    Phase.TRANSFERRING: frozenset({Phase.RESTORING, Phase.ROLLING_BACK}),
+    Phase.RESTORING: frozenset({Phase.VERIFYING, Phase.ROLLING_BACK}),
+    Phase.VERIFYING: frozenset({Phase.SUCCEEDED, Phase.ROLLING_BACK}),
+    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK, Phase.FAILED}),
+    Phase.SUCCEEDED: frozenset(),
+    Phase.FAILED: frozenset(),
+    Phase.ROLLED_BACK: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def milliseconds(start: datetime, end: datetime) -> int:
+    return max(0, round((end - start).total_seconds() * 1000))
+
+
+def format_duration(ms: int) -> str:
+    return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{ms // 60_000}m{(ms % 60_000) / 1000:.0f}s"
+
+
+@dataclass
+class Metrics:
+    downtime_ms: int | None = None
+    checkpoint_ms: int | None = None
+    transfer_ms: int | None = None
+    restore_ms: int | None = None
+    image_transfer_ms: int | None = None
+    prepare_ms: int | None = None
+    verify_ms: int | None = None
+    checkpoint_bytes: int | None = None
+    rootfs_bytes: int | None = None
+    image_bytes: int | None = None
+    total_ms: int | None = None
+
+    FIELDS: ClassVar[dict[str, str]] = {
+        "downtime_ms": "downtimeMs",
+        "checkpoint_ms": "checkpointMs",
+        "transfer_ms": "transferMs",
+        "restore_ms": "restoreMs",
+        "image_transfer_ms": "imageTransferMs",
+        "prepare_ms": "prepareMs",
+        "verify_ms": "verifyMs",
+        "checkpoint_bytes": "checkpointBytes",
+        "rootfs_bytes": "rootfsBytes",
+        "image_bytes": "imageBytes",
+        "total_ms": "totalMs",
+    }
+
+    def to_status(self) -> dict[str, int]:
+        return {key: value for attr, key in self.FIELDS.items() if (value := getattr(self, attr)) is not None}
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any]) -> Metrics:
+        return cls(**{attr: status[key] for attr, key in cls.FIELDS.items() if key in status})
+
+
+@dataclass
+class MigrationState:
+    """What the status says about one migration, read back on every resume."""
+
+    phase: Phase = Phase.PENDING
+    message: str = ""
+    reason: str = ""
+    workload: str = ""
+    source_host: str | None = None
+    target_host: str | None = None
+    source_container_id: str | None = None
+    target_container_id: str | None = None
+    checkpoint_name: str | None = None
+    transfer: str | None = None
+    fingerprint_pid: int | None = None
+    fingerprint_stack: str | None = None
+    start_time: datetime | None = None
+    frozen_at: datetime | None = None
+    completion_time: datetime | None = None
+    transitions: list[tuple[Phase, datetime]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def enter(self, phase: Phase, message: str = "", reason: str = "") -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise IllegalTransition(f"a migration cannot go from {self.phase} to {phase}")
+        moment = now()
+        self.phase = phase
+        self.message = message
+        self.reason = reason or phase.value
+        self.transitions.append((phase, moment))
+        if phase is Phase.CHECKPOINTING and self.frozen_at is None:
+            self.frozen_at = moment
+        if phase.is_terminal:
+            self.completion_time = moment
+            if self.start_time is not None:
+                self.metrics.total_ms = milliseconds(self.start_time, moment)
+
+    def to_status(self, generation: int | None = None) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "phase": self.phase.value,
+            "message": self.message,
+            "workload": self.workload,
+            "sourceHost": self.source_host,
+            "targetHost": self.target_host,
+            "sourceContainerID": self.source_container_id,
+            "targetContainerID": self.target_container_id,
+            "checkpointName": self.checkpoint_name,
+            "transfer": self.transfer,
+            "startTime": _optional_timestamp(self.start_time),
+            "frozenAt": _optional_timestamp(self.frozen_at),
+            "completionTime": _optional_timestamp(self.completion_time),
+            "phaseTransitions": [
+                {"phase": phase.value, "time": timestamp(t)} for phase, t in self.transitions
+            ],
+            "metrics": self.metrics.to_status(),
+            "downtime": format_duration(self.metrics.downtime_ms)
+            if self.metrics.downtime_ms is not None
+            else None,
+            "conditions": [self.succeeded_condition(generation)],
+            "observedGeneration": generation,
+        }
+        if self.fingerprint_pid is not None:
+            status["fingerprint"] = {"pid": self.fingerprint_pid, "stackAddress": self.fingerprint_stack}
+        return {key: value for key, value in status.items() if value is not None}
+
+    def succeeded_condition(self, generation: int | None) -> dict[str, Any]:
+        """A `Succeeded` condition for `kubectl wait --for=condition=Succeeded`."""
+        if self.phase is Phase.SUCCEEDED:
+            status = "True"
+        elif self.phase.is_terminal:
+            status = "False"
+        else:
+            status = "Unknown"
+        changed = self.transitions[-1][1] if self.transitions else now()
+        condition: dict[str, Any] = {
+            "type": "Succeeded",
+            "status": status,
+            "reason": self.reason or self.phase.value,
+            "message": self.message or self.phase.value,
+            "lastTransitionTime": timestamp(changed).split(".")[0] + "Z",
+        }
+        if generation is not None:
+            condition["observedGeneration"] = generation
+        return condition
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any]) -> MigrationState:
+        fingerprint = status.get("fingerprint") or {}
+        condition: dict[str, Any] = next(
+            (c for c in status.get("conditions", []) if c.get("type") == "Succeeded"), {}
+        )
+        return cls(
+            phase=Phase(status.get("phase", Phase.PENDING.value)),
+            message=status.get("message", ""),
+            reason=condition.get("reason", ""),
+            workload=status.get("workload", ""),
+            source_host=status.get("sourceHost"),
+            target_host=status.get("targetHost"),
+            source_container_id=status.get("sourceContainerID"),
+            target_container_id=status.get("targetContainerID"),
+            checkpoint_name=status.get("checkpointName"),
+            transfer=status.get("transfer"),
+            fingerprint_pid=fingerprint.get("pid"),
+            fingerprint_stack=fingerprint.get("stackAddress"),
+            start_time=_optional_datetime(status.get("startTime")),
+            frozen_at=_optional_datetime(status.get("frozenAt")),
+            completion_time=_optional_datetime(status.get("completionTime")),
+            transitions=[
+                (Phase(entry["phase"]), parse_timestamp(entry["time"]))
+                for entry in status.get("phaseTransitions", [])
+            ],
+            metrics=Metrics.from_status(status.get("metrics", {})),
+        )
+
+
+def _optional_timestamp(moment: datetime | None) -> str | None:
+    return timestamp(moment) if moment is not None else None
+
+
+def _optional_datetime(text: str | None) -> datetime | None:
+    return parse_timestamp(text) if text else None
