@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ferry.hosts.docker_engine import DockerEngine
 from ferry.hosts.ssh import SSHSession
-from ferry.hosts.streams import relay
+from ferry.hosts.streams import Relay
 
 # Overlay whiteouts and opaque directories are xattrs/devices: keep them, and numeric owners.
 TAR_OPTIONS = (
@@ -57,20 +57,22 @@ class DockerHost:
     def make_private_directory(self, path: str) -> None:
         self.ssh.run(["install", "-d", "-m", "0700", "--", path], timeout=30)
 
-    def restrict_to_root(self, path: str) -> None:
-        self.ssh.run(["chmod", "-R", "go-rwx", "--", path], timeout=60)
-
     def remove_tree(self, path: str) -> None:
         self.ssh.run(["rm", "-rf", "--", path], timeout=120)
 
-    def copy_tree_to(self, source_dir: str, target: DockerHost, target_dir: str) -> int:
-        """Copies a directory's content into another host's directory; returns the bytes streamed."""
-        return relay(
-            self.ssh,
-            ["tar", "-C", source_dir, *TAR_OPTIONS, "-cf", "-", "."],
-            target.ssh,
-            ["tar", "-C", target_dir, *TAR_OPTIONS, "-xpf", "-"],
-        )
+    def tree_relay(
+        self, source_dir: str, target: DockerHost, target_dir: str, *, fresh: bool, armed: bool
+    ) -> Relay:
+        """A relay that copies a directory's content into a directory on another host.
+
+        With `fresh`, the target directory is first emptied and made readable by root only.
+        """
+        untar = ["tar", "-C", target_dir, *TAR_OPTIONS, "-xpf", "-"]
+        if fresh:
+            script = 'rm -rf -- "$1" && install -d -m 0700 -- "$1" && shift && exec "$@"'
+            untar = ["sh", "-c", script, "ferry-receive", target_dir, *untar]
+        tar = ["tar", "-C", source_dir, *TAR_OPTIONS, "-cf", "-", "."]
+        return Relay(self.ssh, tar, target.ssh, untar, armed=armed)
 
     def run(self, argv: Sequence[str], timeout: float = 120.0) -> str:
         return self.ssh.run(argv, timeout=timeout).text

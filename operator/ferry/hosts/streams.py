@@ -20,43 +20,71 @@ class TransferFailed(RuntimeError):
     pass
 
 
-def relay(
-    source: SSHSession,
-    producer: Sequence[str],
-    target: SSHSession,
-    consumer: Sequence[str],
-    *,
-    timeout: float = 600.0,
-) -> int:
-    """Pipes `producer` on source into `consumer` on target; returns the number of bytes moved."""
-    reader = source.open(producer, timeout=timeout)
-    writer = target.open(consumer, timeout=timeout)
-    consumer_errors = _StderrCollector(writer)
-    moved = 0
-    try:
-        while True:
-            chunk = reader.recv(CHUNK)
-            if not chunk:
-                break
-            writer.sendall(chunk)
-            moved += len(chunk)
-        writer.shutdown_write()
-        producer_status = reader.recv_exit_status()
-        producer_stderr = reader.makefile_stderr("rb").read().decode(errors="replace")
-        consumer_status = writer.recv_exit_status()
-    except (OSError, EOFError, paramiko.SSHException) as error:
-        raise TransferFailed(
-            f"stream from {source.name} to {target.name} broke after {moved} bytes: "
-            f"{error or type(error).__name__}"
-        ) from None
-    finally:
-        reader.close()
-        writer.close()
-    if producer_status != 0:
-        raise CommandFailed(source.name, producer, producer_status, producer_stderr)
-    if consumer_status != 0:
-        raise CommandFailed(target.name, consumer, consumer_status, consumer_errors.text())
-    return moved
+# Runs the producer only once a line arrives on stdin: the session is set up before the freeze.
+WAIT_FOR_GO = ["sh", "-c", 'read -r _ && exec "$@"', "ferry-armed"]
+
+
+class Relay:
+    """Pipes `producer` on source into `consumer` on target; only the operator holds keys for both.
+
+    With `armed=True` both remote commands start at once but the producer waits for `fire()`: the
+    cost of opening SSH sessions (and whatever the hosts' shells do at start) is paid before the
+    workload is frozen, not during its downtime.
+    """
+
+    def __init__(
+        self,
+        source: SSHSession,
+        producer: Sequence[str],
+        target: SSHSession,
+        consumer: Sequence[str],
+        *,
+        armed: bool = False,
+        timeout: float = 600.0,
+    ) -> None:
+        self.source, self.target = source, target
+        self.producer, self.consumer = list(producer), list(consumer)
+        self._armed = armed
+        self._writer = target.open(self.consumer, timeout=timeout)
+        self._consumer_errors = _StderrCollector(self._writer)
+        self._reader = source.open(
+            [*WAIT_FOR_GO, *self.producer] if armed else self.producer, timeout=timeout
+        )
+
+    def fire(self) -> int:
+        """Streams everything; returns the number of bytes moved."""
+        reader, writer = self._reader, self._writer
+        moved = 0
+        try:
+            if self._armed:
+                reader.sendall(b"go\n")
+            reader.shutdown_write()
+            while chunk := reader.recv(CHUNK):
+                writer.sendall(chunk)
+                moved += len(chunk)
+            writer.shutdown_write()
+            producer_status = reader.recv_exit_status()
+            producer_stderr = reader.makefile_stderr("rb").read().decode(errors="replace")
+            consumer_status = writer.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise TransferFailed(
+                f"stream from {self.source.name} to {self.target.name} broke after {moved} bytes: "
+                f"{error or type(error).__name__}"
+            ) from None
+        finally:
+            self.close()
+        if producer_status != 0:
+            raise CommandFailed(self.source.name, self.producer, producer_status, producer_stderr)
+        if consumer_status != 0:
+            raise CommandFailed(
+                self.target.name, self.consumer, consumer_status, self._consumer_errors.text()
+            )
+        return moved
+
+    def close(self) -> None:
+        """Ends both commands (an armed producer that never fired exits without running)."""
+        self._reader.close()
+        self._writer.close()
 
 
 class _StderrCollector:

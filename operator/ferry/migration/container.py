@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.streams import Relay
 from ferry.migration.container_config import clone_create_body
 from ferry.migration.context import MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
@@ -25,6 +28,14 @@ MIGRATION_LABEL = "ferry.dev/migration"
 START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists"
 
 
+@dataclass(frozen=True)
+class TransferPaths:
+    source_checkpoint: str
+    target_checkpoint: str
+    source_upper: str
+    target_upper: str
+
+
 class LiveContainerMigration:
     def __init__(self, context: MigrationContext) -> None:
         self.ctx = context
@@ -32,6 +43,8 @@ class LiveContainerMigration:
         container = context.request.spec.workload.container
         assert container is not None
         self.container = container
+        self._transfer_paths: TransferPaths | None = None
+        self._relays: tuple[Relay, Relay] | None = None
 
     def steps(self) -> dict[Phase, Callable[[], None]]:
         return {
@@ -88,6 +101,7 @@ class LiveContainerMigration:
         self._copy_image(info)
         self.state.target_container_id = self._create_target_container(info)
         self.state.checkpoint_name = f"ferry-{self.ctx.request.uid}"
+        self._relays = self._arm_relays()
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
 
@@ -136,27 +150,49 @@ class LiveContainerMigration:
                     raise Problem("CheckpointFailed", str(error), frozen=False) from None
                 raise Problem("CheckpointFailed", str(error)) from None
             self.state.metrics.checkpoint_ms = milliseconds(started, now())
-        self.source.restrict_to_root(self.source.checkpoint_dir(source_id, name))
         self.ctx.advance(Phase.TRANSFERRING)
 
     # -- Transferring: checkpoint images and the writable layer go to the target.
 
     def transfer(self) -> None:
-        source, target = self.source, self.target
-        source_id, target_id, name = self._source_id(), self._target_id(), self._checkpoint_name()
         started = now()
-        target_dir = target.checkpoint_dir(target_id, name)
-        target.remove_tree(target_dir)  # a half-copied checkpoint from before a restart
-        target.make_private_directory(target_dir)
-        self.state.metrics.checkpoint_bytes = source.copy_tree_to(
-            source.checkpoint_dir(source_id, name), target, target_dir
-        )
-        source_upper = _upper_dir(source.engine.inspect_container(source_id))
-        target_upper = _upper_dir(target.engine.inspect_container(target_id))
-        self.state.metrics.rootfs_bytes = source.copy_tree_to(source_upper, target, target_upper)
+        checkpoint, rootfs = self._relays or self._arm_relays()
+        self._relays = None
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            checkpoint_bytes, rootfs_bytes = pool.submit(checkpoint.fire), pool.submit(rootfs.fire)
+            self.state.metrics.checkpoint_bytes = checkpoint_bytes.result()
+            self.state.metrics.rootfs_bytes = rootfs_bytes.result()
         self.state.metrics.transfer_ms = milliseconds(started, now())
         self.state.transfer = "Stream"
         self.ctx.advance(Phase.RESTORING)
+
+    def _arm_relays(self) -> tuple[Relay, Relay]:
+        """Starts the copies of the checkpoint and of the writable layer, held until fired."""
+        source, target, paths = self.source, self.target, self._paths()
+        checkpoint = source.tree_relay(
+            paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True
+        )
+        rootfs = source.tree_relay(paths.source_upper, target, paths.target_upper, fresh=False, armed=True)
+        return checkpoint, rootfs
+
+    def release(self) -> None:
+        """Closes relays armed for a transfer that will not happen."""
+        for relay in self._relays or ():
+            relay.close()
+        self._relays = None
+
+    def _paths(self) -> TransferPaths:
+        """Where the checkpoint and writable layers live on both hosts; looked up before the freeze."""
+        if self._transfer_paths is None:
+            source, target = self.source, self.target
+            source_id, target_id, name = self._source_id(), self._target_id(), self._checkpoint_name()
+            self._transfer_paths = TransferPaths(
+                source_checkpoint=source.checkpoint_dir(source_id, name),
+                target_checkpoint=target.checkpoint_dir(target_id, name),
+                source_upper=_upper_dir(source.engine.inspect_container(source_id)),
+                target_upper=_upper_dir(target.engine.inspect_container(target_id)),
+            )
+        return self._transfer_paths
 
     # -- Restoring: the target starts from the checkpoint; downtime ends.
 

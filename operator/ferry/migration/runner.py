@@ -19,15 +19,19 @@ def run_migration(ctx: MigrationContext) -> None:
         _guarded(ctx, lambda: begin(ctx))
     if state.phase.is_terminal:
         return
-    steps = LiveContainerMigration(ctx).steps()
+    migration = LiveContainerMigration(ctx)
+    steps = migration.steps()
 
     def next_step() -> None:
         log.info("%s/%s: %s", ctx.request.namespace, ctx.request.name, state.phase)
         check_deadline(ctx)
         steps[state.phase]()
 
-    while not state.phase.is_terminal:
-        _guarded(ctx, next_step)
+    try:
+        while not state.phase.is_terminal:
+            _guarded(ctx, next_step)
+    finally:
+        migration.release()
 
 
 def begin(ctx: MigrationContext) -> None:

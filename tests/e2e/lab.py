@@ -1,0 +1,129 @@
+"""Drives the real lab from tests: lab hosts' Docker CLIs, kubectl, and the operator process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_SCRIPT = REPO / "hack" / "lab"
+KUBECONFIG = REPO / ".lab" / "kubeconfig"
+KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
+IMAGE = "ferry-lab/busybox:latest"
+TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Lab:
+    def lab(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(LAB_SCRIPT), *args], capture_output=True, text=True, check=check, timeout=timeout
+        )
+
+    def docker(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.lab("docker", host, *args, check=check)
+
+    def address(self, host: str) -> str:
+        return self.lab("addr", host).stdout.strip()
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            check=check,
+            timeout=120,
+        )
+
+    # -- containers
+
+    def run_container(self, host: str, name: str, script: str, *docker_args: str, image: str = IMAGE) -> str:
+        return self.docker(
+            host, "run", "-d", "--name", name, *docker_args, image, "sh", "-c", script
+        ).stdout.strip()
+
+    def container_names(self, host: str) -> set[str]:
+        return set(self.docker(host, "ps", "-a", "--format", "{{.Names}}").stdout.split())
+
+    def running(self, host: str, name: str) -> bool:
+        found = self.docker(host, "inspect", "-f", "{{.State.Running}}", name, check=False)
+        return found.returncode == 0 and found.stdout.strip() == "true"
+
+    def image_ids(self, host: str) -> set[str]:
+        return set(self.docker(host, "images", "-q", "--no-trunc").stdout.split())
+
+    def logs(self, host: str, name: str) -> list[str]:
+        return self.docker(host, "logs", name).stdout.split()
+
+    # -- migrations
+
+    def migration(
+        self, name: str, container: str, target: str, source: str | None = "node1", **spec: Any
+    ) -> None:
+        body: dict[str, Any] = {
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "Migration",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"workload": {"container": container}, "targetHost": target, **spec},
+        }
+        if source is not None:
+            body["spec"]["sourceHost"] = source
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+
+    def get_migration(self, name: str) -> dict[str, Any]:
+        resource: dict[str, Any] = json.loads(self.kubectl("get", "migration", name, "-o", "json").stdout)
+        return resource
+
+    def wait_until(
+        self, name: str, phases: Iterable[str] = TERMINAL_PHASES, timeout: float = 180
+    ) -> dict[str, Any]:
+        wanted = set(phases)
+        resource: dict[str, Any] = wait_for(
+            lambda: (
+                (resource := self.get_migration(name)).get("status", {}).get("phase") in wanted and resource
+            ),
+            timeout,
+            f"Migration {name} to reach {sorted(wanted)}",
+        )
+        return resource
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+class LogFollower:
+    """Follows a container's log until the container stops, so its last line is known after it is gone."""
+
+    def __init__(self, host: str, container: str) -> None:
+        self.process = subprocess.Popen(
+            [str(LAB_SCRIPT), "docker", host, "logs", "-f", container],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def lines(self, timeout: float = 60) -> list[str]:
+        stdout, _ = self.process.communicate(timeout=timeout)
+        return stdout.split()
