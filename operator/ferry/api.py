@@ -143,13 +143,27 @@ class DockerHostSpec:
             ssh_key_secret=SecretKeyRef(
                 name=str(ref["name"]), namespace=str(ref["namespace"]), key=str(ref.get("key", "id_ed25519"))
             ),
-            port=int(spec.get("port", 22)),
+            port=_bounded_integer(spec, "port", 22, 1, 65535, where),
             user=str(spec.get("user", "root")),
             docker_socket=socket,
-            max_concurrent_migrations=int(spec.get("maxConcurrentMigrations", 2)),
-            allowed_namespaces=tuple(spec.get("allowedNamespaces", ["*"])),
+            max_concurrent_migrations=_bounded_integer(spec, "maxConcurrentMigrations", 2, 1, 64, where),
+            allowed_namespaces=_string_list(spec, "allowedNamespaces", ["*"], where),
             shared_directory=shared,
         )
+
+
+def _bounded_integer(spec: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    value = spec.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SpecError(f"{where}: spec.{key} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def _string_list(spec: Mapping[str, Any], key: str, default: list[str], where: str) -> tuple[str, ...]:
+    value = spec.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SpecError(f"{where}: spec.{key} must be a list of strings, not {value!r}")
+    return tuple(value)
 
 
 def _mapping(spec: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:

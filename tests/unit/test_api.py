@@ -342,8 +342,7 @@ def test_bad_docker_host_spec_is_rejected_naming_the_host_and_field(spec: dict[s
     assert "DockerHost node-a" in str(raised.value)
 
 
-# The module promises that a resource created without the CRD schema "still ends with a clear message
-# instead of a traceback", but port, maxConcurrentMigrations and allowedNamespaces are not checked.
+# A resource created without the CRD schema still ends with a clear message naming the field.
 UNCHECKED_DOCKER_HOST_FIELDS: list[Any] = [
     pytest.param(docker_host(port="ssh"), "spec.port", id="port-not-a-number"),
     pytest.param(docker_host(port=0), "spec.port", id="port-zero"),
@@ -360,12 +359,6 @@ UNCHECKED_DOCKER_HOST_FIELDS: list[Any] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DockerHostSpec.from_resource does not validate port, maxConcurrentMigrations or "
-    "allowedNamespaces: int() raises a bare ValueError, out-of-range values are accepted, and a "
-    "string allowedNamespaces becomes a tuple of its characters",
-)
 @pytest.mark.parametrize(("spec", "field"), UNCHECKED_DOCKER_HOST_FIELDS)
 def test_out_of_schema_docker_host_numbers_and_lists_are_rejected_naming_the_field(
     spec: dict[str, Any], field: str
@@ -376,11 +369,6 @@ def test_out_of_schema_docker_host_numbers_and_lists_are_rejected_naming_the_fie
     assert field in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: allowedNamespaces: 'team-a' is turned into ('t','e','a','m','-','a'), so namespace "
-    "'team-a' is refused while namespaces 't', 'e', 'a' and 'm' are allowed",
-)
 def test_string_allowed_namespaces_never_allows_single_letter_namespaces() -> None:
     try:
         host = DockerHostSpec.from_resource("node-a", docker_host(allowedNamespaces="team-a"))

@@ -74,7 +74,10 @@ def milliseconds(start: datetime, end: datetime) -> int:
 
 
 def format_duration(ms: int) -> str:
-    return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{ms // 60_000}m{(ms % 60_000) / 1000:.0f}s"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f}s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    return f"{minutes}m{seconds}s"
 
 
 @dataclass
