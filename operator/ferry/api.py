@@ -126,7 +126,7 @@ class DockerHostSpec:
         if not isinstance(address, str) or not address:
             raise SpecError(f"{where} has no spec.address")
         host_key = spec.get("hostKey")
-        if not isinstance(host_key, str) or not HOST_KEY.match(host_key):
+        if not isinstance(host_key, str) or not HOST_KEY.fullmatch(host_key):
             raise SpecError(f"{where}: spec.hostKey must be a public key like 'ssh-ed25519 AAAA...'")
         ref = spec.get("sshKeySecretRef")
         if not isinstance(ref, Mapping) or not ref.get("name") or not ref.get("namespace"):
@@ -134,7 +134,7 @@ class DockerHostSpec:
         socket = spec.get("dockerSocket", "/var/run/docker.sock")
         shared = spec.get("sharedDirectory")
         for label, path in (("dockerSocket", socket), ("sharedDirectory", shared)):
-            if path is not None and not (isinstance(path, str) and ABSOLUTE_PATH.match(path)):
+            if path is not None and not (isinstance(path, str) and ABSOLUTE_PATH.fullmatch(path)):
                 raise SpecError(f"{where}: spec.{label} must be an absolute path, not {path!r}")
         return cls(
             name=name,
@@ -181,7 +181,7 @@ def _parse_workload(workload: Mapping[str, Any]) -> Workload:
     if (container is None) == (process is None):
         raise SpecError("set exactly one of spec.workload.container and spec.workload.process")
     if container is not None:
-        if not isinstance(container, str) or not CONTAINER_NAME.match(container):
+        if not isinstance(container, str) or not CONTAINER_NAME.fullmatch(container):
             raise SpecError(
                 f"spec.workload.container {container!r} is not a Docker container name or ID "
                 "([a-zA-Z0-9][a-zA-Z0-9_.-]+)"
@@ -194,7 +194,7 @@ def _parse_workload(workload: Mapping[str, Any]) -> Workload:
         raise SpecError("set exactly one of spec.workload.process.pid and spec.workload.process.name")
     if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid < 2):
         raise SpecError(f"spec.workload.process.pid must be a process ID above 1, not {pid!r}")
-    if name is not None and (not isinstance(name, str) or not PROCESS_NAME.match(name)):
+    if name is not None and (not isinstance(name, str) or not PROCESS_NAME.fullmatch(name)):
         raise SpecError(f"spec.workload.process.name {name!r} is not a process command name")
     return Workload(process=ProcessRef(pid=pid, name=name))
 
@@ -205,7 +205,7 @@ def _host_name(spec: Mapping[str, Any], key: str, *, required: bool) -> str | No
         if required:
             raise SpecError(f"spec.{key} is required: name a DockerHost")
         return None
-    if not isinstance(value, str) or not HOST_NAME.match(value):
+    if not isinstance(value, str) or not HOST_NAME.fullmatch(value):
         raise SpecError(f"spec.{key} {value!r} is not a DockerHost name")
     return value
 
