@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 
 import kopf
 import prometheus_client
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
+    run.add_argument("--priority", type=int, help="peering priority (default: random, so replicas never tie)")
+    run.add_argument(
+        "--test-hooks", action="store_true", help="honour ferry.dev/test-pause annotations (tests only)"
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -43,5 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         namespaces=args.namespace or (),
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(test_hooks=args.test_hooks, lease_seconds=args.lease_seconds),
     )

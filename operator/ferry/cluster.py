@@ -26,6 +26,7 @@ class Cluster:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
+        self.coordination = kubernetes.client.CoordinationV1Api(api_client)
 
     def docker_hosts(self) -> dict[str, dict[str, Any]]:
         """Every DockerHost's spec, by name."""
@@ -52,6 +53,21 @@ class Cluster:
         if ref.key not in data:
             raise ClusterError(f"Secret {ref.namespace}/{ref.name} has no key '{ref.key}'")
         return base64.b64decode(data[ref.key]).decode()
+
+    def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return cast(
+                dict[str, Any],
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MIGRATIONS, name),
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_migrations(self) -> list[dict[str, Any]]:
+        listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, MIGRATIONS))
+        return cast(list[dict[str, Any]], listing.get("items", []))
 
     def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from typing import Any
 
 import kopf
 
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
-from ferry.reconcile import HostPool, probe_docker_host, reconcile_migration
+from ferry.reconcile import DrivenElsewhere, HostPool, Operator, probe_docker_host, reconcile_migration
 
 HOST_PROBE_SECONDS = 60.0
+RETRY_SECONDS = 5.0
 
 
 @kopf.on.startup()
@@ -22,38 +26,35 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.execution.max_workers = 32
     settings.watching.server_timeout = 300
     load_kube_config()
-    memo.pool = HostPool(Cluster())
+    cluster = Cluster()
+    identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    memo.operator = Operator(
+        cluster,
+        HostPool(cluster),
+        identity,
+        test_hooks=bool(memo.get("test_hooks")),
+        lease_seconds=int(memo.get("lease_seconds", 15)),
+    )
+    settings.peering.lifetime = max(5, int(memo.get("lease_seconds", 15)))
 
 
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.pool.close()
+    memo.operator.pool.close()
 
 
 @kopf.on.resume(GROUP, VERSION, MIGRATIONS)
 @kopf.on.create(GROUP, VERSION, MIGRATIONS)
-def migrate(
-    spec: kopf.Spec,
-    status: kopf.Status,
-    namespace: str | None,
-    name: str,
-    uid: str,
-    meta: kopf.Meta,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
+@kopf.on.delete(GROUP, VERSION, MIGRATIONS)
+def migrate(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """Runs a Migration to its end; on deletion, cancels it before the freeze or finishes it after."""
     assert namespace is not None  # Migrations are namespaced
-    reconcile_migration(
-        memo.pool,
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        generation=meta.get("generation"),
-        spec=dict(spec),
-        status=dict(status),
-    )
+    try:
+        reconcile_migration(memo.operator, namespace=namespace, name=name, uid=uid)
+    except DrivenElsewhere as busy:
+        raise kopf.TemporaryError(str(busy), delay=RETRY_SECONDS) from None
 
 
 @kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=HOST_PROBE_SECONDS)
 def probe_host(name: str, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-    patch.status.update(probe_docker_host(memo.pool, name))
+    patch.status.update(probe_docker_host(memo.operator.pool, name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ferry import metrics
@@ -16,7 +17,9 @@ from ferry.api import DockerHostSpec, MigrationSpec, SpecError
 from ferry.cluster import Cluster, ClusterError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
-from ferry.migration.context import HOST_ERRORS, MigrationContext, MigrationRequest
+from ferry.lease import MigrationLease
+from ferry.migration.admission import ActiveMigration
+from ferry.migration.context import HOST_ERRORS, LostCharge, MigrationContext, MigrationRequest
 from ferry.migration.runner import run_migration
 from ferry.migration.state import MigrationState, Phase, now, timestamp
 
@@ -73,36 +76,120 @@ class ResourceStatus:
         self.cluster.patch_migration_status(self.namespace, self.name, state.to_status(generation))
 
 
-def reconcile_migration(
-    pool: HostPool,
-    *,
-    namespace: str,
-    name: str,
-    uid: str,
-    generation: int | None,
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-) -> MigrationState:
-    """Runs (or resumes) one Migration to its end; a finished one is left as it is."""
-    state = MigrationState.from_status(dict(status))
-    sink = ResourceStatus(pool.cluster, namespace, name)
-    if state.phase.is_terminal:
-        return state
+TEST_PAUSE_ANNOTATION = "ferry.dev/test-pause"  # "Phase=seconds,...", honoured with `ferry run --test-hooks`
+
+
+class DrivenElsewhere(RuntimeError):
+    """Another operator holds the Migration's lease; try again later."""
+
+
+@dataclass
+class Operator:
+    """What every handler of one operator process shares."""
+
+    cluster: Cluster
+    pool: HostPool
+    identity: str
+    test_hooks: bool = False
+    lease_seconds: int = 15
+    admission_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ClusterCoordination:
+    """The migration layer's view of the cluster: other Migrations, deletion, and our lease."""
+
+    def __init__(self, operator: Operator, lease: MigrationLease, namespace: str, name: str) -> None:
+        self.admission_lock = operator.admission_lock
+        self._cluster = operator.cluster
+        self._lease = lease
+        self._namespace = namespace
+        self._name = name
+
+    def active_migrations(self) -> list[ActiveMigration]:
+        return [_active_migration(item) for item in self._cluster.list_migrations()]
+
+    def cancel_requested(self) -> bool:
+        resource = self._cluster.get_migration(self._namespace, self._name)
+        return resource is None or bool(resource["metadata"].get("deletionTimestamp"))
+
+    def in_charge(self) -> bool:
+        return not self._lease.lost
+
+
+def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: str) -> MigrationState | None:
+    """Runs (or resumes) one Migration to its end; a finished one is left as it is.
+
+    The status is read afresh under the Migration's lease: the previous driver (a crashed or
+    replaced operator) may have moved it on since the event that called us.
+    """
+    if _terminal(operator.cluster.get_migration(namespace, name)):
+        return None
+    lease = MigrationLease(
+        operator.cluster.coordination, namespace, uid, operator.identity, operator.lease_seconds
+    )
+    if not lease.acquire():
+        raise DrivenElsewhere(f"Migration {namespace}/{name} is driven by {lease.holder()}")
     try:
-        parsed = MigrationSpec.from_dict(spec)
+        resource = operator.cluster.get_migration(namespace, name)
+        if resource is None or _terminal(resource):
+            return None
+        return _drive(operator, lease, resource)
+    except LostCharge as lost:
+        log.error("%s", lost)
+        return None
+    finally:
+        lease.release()
+
+
+def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) -> MigrationState:
+    meta = resource["metadata"]
+    namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+    state = MigrationState.from_status(resource.get("status", {}))
+    sink = ResourceStatus(operator.cluster, namespace, name)
+    try:
+        spec = MigrationSpec.from_dict(resource.get("spec", {}))
     except SpecError as error:
         state.start_time = now()
         state.enter(Phase.FAILED, str(error), reason="InvalidSpec")
         sink.save(state, generation)
         return state
-    ctx = MigrationContext(MigrationRequest(namespace, name, uid, generation, parsed), state, pool, sink)
+    pauses = _test_pauses(meta.get("annotations", {})) if operator.test_hooks else {}
+    request = MigrationRequest(namespace, name, meta["uid"], generation, spec, pauses)
+    coordination = ClusterCoordination(operator, lease, namespace, name)
+    ctx = MigrationContext(request, state, operator.pool, sink, coordination)
     metrics.MIGRATIONS_RUNNING.inc()
     try:
         run_migration(ctx)
     finally:
         metrics.MIGRATIONS_RUNNING.dec()
-    metrics.record_finished(state)
+    if state.phase.is_terminal:
+        metrics.record_finished(state)
     return state
+
+
+def _terminal(resource: dict[str, Any] | None) -> bool:
+    return resource is None or MigrationState.from_status(resource.get("status", {})).phase.is_terminal
+
+
+def _active_migration(resource: dict[str, Any]) -> ActiveMigration:
+    meta, status = resource["metadata"], resource.get("status", {})
+    return ActiveMigration(
+        key=f"{meta['namespace']}/{meta['name']}",
+        uid=meta["uid"],
+        phase=Phase(status.get("phase", Phase.PENDING.value)),
+        source_host=status.get("sourceHost"),
+        target_host=status.get("targetHost"),
+        source_container_id=status.get("sourceContainerID"),
+    )
+
+
+def _test_pauses(annotations: Mapping[str, str]) -> dict[Phase, float]:
+    pauses = {}
+    for item in annotations.get(TEST_PAUSE_ANNOTATION, "").split(","):
+        phase, _, seconds = item.partition("=")
+        if phase.strip() and seconds.strip():
+            pauses[Phase(phase.strip())] = float(seconds)
+    return pauses
 
 
 def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:

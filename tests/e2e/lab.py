@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -111,6 +112,51 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.2)
+
+
+class OperatorProcess:
+    """One `ferry run` (with test hooks and peering), which tests may kill and start again."""
+
+    def __init__(self, log_path: Path, priority: int | None = None) -> None:
+        self.log_path = log_path
+        self.priority = priority
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "ferry",
+            "run",
+            "--test-hooks",
+            "--peering",
+            "ferry",
+            "--lease-seconds",
+            "5",
+        ]
+        if self.priority is not None:
+            argv += ["--priority", str(self.priority)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, env={**os.environ, "KUBECONFIG": str(KUBECONFIG)}, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no status write, no lease release."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 class LogFollower:

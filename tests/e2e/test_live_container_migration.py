@@ -6,12 +6,11 @@ import re
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.lab import Lab, LogFollower, unique, wait_for
+from tests.e2e.lab import Lab, LogFollower, OperatorProcess, unique, wait_for
 
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 
@@ -25,7 +24,7 @@ class CounterMigration:
 
 
 @pytest.fixture(scope="module")
-def counter_migration(lab: Lab, operator: Path) -> CounterMigration:
+def counter_migration(lab: Lab, operator: OperatorProcess) -> CounterMigration:
     """A busybox loop printing a counter every 0.1 s, moved node1 -> node2."""
     container, name = unique("counter"), unique("mig-counter")
     lab.run_container("node1", container, COUNTER)
@@ -104,7 +103,7 @@ def http_get(address: str, port: int) -> str:
         return body.decode().strip()
 
 
-def test_web_server_with_open_file_keeps_serving_and_counting(lab: Lab, operator: Path) -> None:
+def test_web_server_with_open_file_keeps_serving_and_counting(lab: Lab, operator: OperatorProcess) -> None:
     container, name, page = unique("web"), unique("mig-web"), unique("content")
     lab.run_container("node1", container, WEB_SERVER, "-e", f"PAGE={page}", "-p", "8080:80")
     source, target = lab.address("node1"), lab.address("node2")
@@ -129,7 +128,7 @@ def test_web_server_with_open_file_keeps_serving_and_counting(lab: Lab, operator
     assert numbers == list(range(len(numbers))), "the counter file has a gap or a repeat"
 
 
-def test_image_is_copied_before_the_freeze(lab: Lab, operator: Path) -> None:
+def test_image_is_copied_before_the_freeze(lab: Lab, operator: OperatorProcess) -> None:
     container, name, image = unique("fresh"), unique("mig-image"), f"ferry-e2e/{unique('image')}"
     builder = unique("builder")
     lab.run_container("node1", builder, f"echo {image} > /built-by")
@@ -154,7 +153,7 @@ def test_image_is_copied_before_the_freeze(lab: Lab, operator: Path) -> None:
     assert metrics["downtimeMs"] <= metrics["totalMs"] - metrics["imageTransferMs"]
 
 
-def test_missing_container_fails_naming_it_and_changes_nothing(lab: Lab, operator: Path) -> None:
+def test_missing_container_fails_naming_it_and_changes_nothing(lab: Lab, operator: OperatorProcess) -> None:
     missing, name = unique("no-such-container"), unique("mig-missing")
     before = {host: (lab.container_names(host), lab.image_ids(host)) for host in ("node1", "node2")}
 

@@ -150,6 +150,8 @@ class SSHSession:
                 channel.sendall(input)
             channel.shutdown_write()
             stdout, stderr = _drain(channel)
+            if not channel.status_event.wait(timeout):
+                raise TimeoutError
             exit_code = channel.recv_exit_status()
         except TimeoutError:
             raise SSHError(f"`{shlex.join(argv)}` on {self.name} took longer than {timeout:.0f}s") from None

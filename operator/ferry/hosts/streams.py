@@ -27,6 +27,8 @@ WAIT_FOR_GO = ["sh", "-c", 'read -r _ && exec "$@"', "ferry-armed"]
 class Relay:
     """Pipes `producer` on source into `consumer` on target; only the operator holds keys for both.
 
+    `timeout` bounds every wait for progress (a dead link or host shows up as a stall, not a hang).
+
     With `armed=True` both remote commands start at once but the producer waits for `fire()`: the
     cost of opening SSH sessions (and whatever the hosts' shells do at start) is paid before the
     workload is frozen, not during its downtime.
@@ -40,11 +42,12 @@ class Relay:
         consumer: Sequence[str],
         *,
         armed: bool = False,
-        timeout: float = 600.0,
+        timeout: float = 30.0,
     ) -> None:
         self.source, self.target = source, target
         self.producer, self.consumer = list(producer), list(consumer)
         self._armed = armed
+        self._timeout = timeout
         self._writer = target.open(self.consumer, timeout=timeout)
         self._consumer_errors = _StderrCollector(self._writer)
         self._reader = source.open(
@@ -63,9 +66,9 @@ class Relay:
                 writer.sendall(chunk)
                 moved += len(chunk)
             writer.shutdown_write()
-            producer_status = reader.recv_exit_status()
+            producer_status = exit_status(reader, self._timeout)
             producer_stderr = reader.makefile_stderr("rb").read().decode(errors="replace")
-            consumer_status = writer.recv_exit_status()
+            consumer_status = exit_status(writer, self._timeout)
         except (OSError, EOFError, paramiko.SSHException) as error:
             raise TransferFailed(
                 f"stream from {self.source.name} to {self.target.name} broke after {moved} bytes: "
@@ -85,6 +88,12 @@ class Relay:
         """Ends both commands (an armed producer that never fired exits without running)."""
         self._reader.close()
         self._writer.close()
+
+
+def exit_status(channel: paramiko.Channel, timeout: float) -> int:
+    if not channel.status_event.wait(timeout):
+        raise TimeoutError(f"no exit status after {timeout:.0f}s")
+    return channel.recv_exit_status()
 
 
 class _StderrCollector:

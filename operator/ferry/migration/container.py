@@ -19,7 +19,7 @@ from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.streams import Relay
 from ferry.migration.container_config import clone_create_body
-from ferry.migration.context import MigrationContext, Problem
+from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ class LiveContainerMigration:
         target_id = self._target_id()
         started = now()
         if not self.target.engine.inspect_container(target_id)["State"]["Running"]:
+            self.state.restore_requested = True
+            self.ctx.save()
             start_from_checkpoint(self.target, target_id, self._checkpoint_name())
         finished = now()
         self.state.metrics.restore_ms = milliseconds(started, finished)
@@ -244,7 +246,7 @@ class LiveContainerMigration:
     def roll_back(self) -> None:
         cause = self.state.message
         if self.state.target_container_id is not None:
-            self.target_cleanup()
+            self._remove_target_before_rollback()
         source_id = self._source_id()
         source_state = self._wait_until_settled(self.source, source_id)
         if not source_state["Running"]:
@@ -257,6 +259,15 @@ class LiveContainerMigration:
             f"{self.state.workload} runs again on {self.source.name} after: {cause}",
             reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
         )
+
+    def _remove_target_before_rollback(self) -> None:
+        """The target must not run before the source does; a target never started cannot."""
+        try:
+            self.target_cleanup()
+        except HOST_ERRORS as error:
+            if self.state.restore_requested:
+                raise  # it may run there: retried, and never restarted on the source until we know
+            log.warning("leaving the never-started container on %s: %s", self.state.target_host, error)
 
     def target_cleanup(self) -> None:
         """Removes what this migration made on the target (the container and its checkpoint)."""

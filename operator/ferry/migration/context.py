@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ferry.api import DockerHostSpec, MigrationSpec
@@ -10,6 +12,7 @@ from ferry.hosts.docker_engine import DockerError, NotFound
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.ssh import CommandFailed, SSHError
 from ferry.hosts.streams import TransferFailed
+from ferry.migration.admission import ActiveMigration
 from ferry.migration.state import MigrationState, Phase
 
 HOST_ERRORS = (SSHError, CommandFailed, DockerError, NotFound, TransferFailed)
@@ -43,6 +46,26 @@ class StatusSink(Protocol):
     def save(self, state: MigrationState, generation: int | None) -> None: ...
 
 
+class Coordination(Protocol):
+    """What a migration must know of the world beyond its own hosts."""
+
+    admission_lock: threading.Lock
+
+    def active_migrations(self) -> list[ActiveMigration]: ...
+
+    def cancel_requested(self) -> bool:
+        """The Migration is being deleted."""
+        ...
+
+    def in_charge(self) -> bool:
+        """This operator still holds the Migration's lease."""
+        ...
+
+
+class LostCharge(Exception):
+    """Another operator drives this Migration now: stop without touching anything."""
+
+
 @dataclass(frozen=True)
 class MigrationRequest:
     namespace: str
@@ -50,21 +73,32 @@ class MigrationRequest:
     uid: str
     generation: int | None
     spec: MigrationSpec
+    pauses: Mapping[Phase, float] = field(default_factory=dict)  # test hooks: sleep before a phase
 
 
 class MigrationContext:
     def __init__(
-        self, request: MigrationRequest, state: MigrationState, hosts: HostDirectory, sink: StatusSink
+        self,
+        request: MigrationRequest,
+        state: MigrationState,
+        hosts: HostDirectory,
+        sink: StatusSink,
+        coordination: Coordination,
     ) -> None:
         self.request = request
         self.state = state
         self.hosts = hosts
         self.sink = sink
+        self.coordination = coordination
 
     def host(self, name: str) -> DockerHost:
         return self.hosts.connect(name)
 
     def save(self) -> None:
+        if not self.coordination.in_charge():
+            raise LostCharge(
+                f"{self.request.namespace}/{self.request.name} is driven by another operator now"
+            )
         self.sink.save(self.state, self.request.generation)
 
     def advance(self, phase: Phase, message: str = "", reason: str = "") -> None:

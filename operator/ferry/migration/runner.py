@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from ferry.api import Strategy, Transfer
+from ferry.migration.admission import full_hosts, migrating_container
 from ferry.migration.container import LiveContainerMigration
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, milliseconds, now
 
 log = logging.getLogger(__name__)
+
+ADMISSION_POLL_SECONDS = 1.0
+ROLLBACK_ATTEMPTS = 20  # a host that is briefly unreachable must not turn a rollback into a loss
+ROLLBACK_RETRY_SECONDS = 3.0
 
 
 def run_migration(ctx: MigrationContext) -> None:
@@ -21,26 +27,36 @@ def run_migration(ctx: MigrationContext) -> None:
         return
     migration = LiveContainerMigration(ctx)
     steps = migration.steps()
+    rollback_attempts = 0
 
     def next_step() -> None:
-        log.info("%s/%s: %s", ctx.request.namespace, ctx.request.name, state.phase)
+        phase = state.phase
+        log.info("%s/%s: %s", ctx.request.namespace, ctx.request.name, phase)
+        if pause := ctx.request.pauses.get(phase):
+            time.sleep(pause)
         check_deadline(ctx)
-        steps[state.phase]()
+        check_cancelled(ctx)
+        steps[phase]()
 
     try:
         while not state.phase.is_terminal:
-            _guarded(ctx, next_step)
+            if state.phase is Phase.ROLLING_BACK:
+                rollback_attempts += 1
+                if rollback_attempts > 1:
+                    time.sleep(ROLLBACK_RETRY_SECONDS)
+            _guarded(ctx, next_step, retry_rollback=rollback_attempts < ROLLBACK_ATTEMPTS)
     finally:
         migration.release()
 
 
 def begin(ctx: MigrationContext) -> None:
-    """Pending -> Preparing: check what only the operator can know, and find the source host."""
+    """Pending -> Preparing: check what only the operator can know, then wait for a free slot."""
     spec, state = ctx.request.spec, ctx.state
-    state.start_time = now()
+    state.start_time = state.start_time or now()
     state.workload = spec.workload.describe()
     state.target_host = spec.target_host
-    if spec.workload.container is None:
+    container = spec.workload.container
+    if container is None:
         raise Problem("NotSupported", "process workloads are not supported yet; use workload.container")
     if spec.strategy is not Strategy.LIVE:
         raise Problem("NotSupported", f"strategy {spec.strategy} is not supported yet; use Live")
@@ -58,8 +74,45 @@ def begin(ctx: MigrationContext) -> None:
                 f"DockerHost '{name}' does not allow Migrations from namespace '{ctx.request.namespace}' "
                 "(see its spec.allowedNamespaces)",
             )
-    state.source_host = spec.source_host or find_source_host(ctx, spec.workload.container)
-    ctx.advance(Phase.PREPARING)
+    state.source_host = spec.source_host or find_source_host(ctx, container)
+    info = ctx.host(state.source_host).engine.find_container(container)
+    if info is None:
+        raise Problem(
+            "ContainerNotFound", f"container '{container}' does not exist on host {state.source_host}"
+        )
+    state.source_container_id = info["Id"]
+    wait_for_admission(ctx)
+
+
+def wait_for_admission(ctx: MigrationContext) -> None:
+    """Enters Preparing once the container is free and both hosts have a slot; queues until then."""
+    state, coordination = ctx.state, ctx.coordination
+    assert state.source_host is not None and state.target_host is not None and state.source_container_id
+    hosts = (state.source_host, state.target_host)
+    while True:
+        with coordination.admission_lock:
+            active = coordination.active_migrations()
+            holder = migrating_container(
+                active, ctx.request.uid, state.source_host, state.source_container_id
+            )
+            if holder is not None:
+                raise Problem(
+                    "ContainerBusy",
+                    f"{state.workload} on {state.source_host} is busy: Migration {holder.key} is moving it",
+                )
+            full = full_hosts(
+                active, ctx.request.uid, hosts, lambda name: ctx.hosts.spec(name).max_concurrent_migrations
+            )
+            if not full:
+                ctx.advance(Phase.PREPARING)  # recorded before the lock is let go: the next decision sees it
+                return
+        waiting = f"queued: {'; '.join(full)} (maxConcurrentMigrations)"
+        if state.message != waiting:
+            state.message, state.reason = waiting, "Queued"
+            ctx.save()
+        check_deadline(ctx)
+        check_cancelled(ctx)
+        time.sleep(ADMISSION_POLL_SECONDS)
 
 
 def find_source_host(ctx: MigrationContext, container: str) -> str:
@@ -92,12 +145,25 @@ def check_deadline(ctx: MigrationContext) -> None:
         )
 
 
-def _guarded(ctx: MigrationContext, step: Callable[[], None]) -> None:
+def check_cancelled(ctx: MigrationContext) -> None:
+    """Deleting a Migration cancels it before the freeze; after it, the migration finishes first."""
+    state = ctx.state
+    if not state.phase.is_frozen and ctx.coordination.cancel_requested():
+        raise Problem(
+            "Cancelled",
+            f"the Migration was deleted before the freeze; {state.workload} stays on {state.source_host}",
+        )
+
+
+def _guarded(ctx: MigrationContext, step: Callable[[], None], *, retry_rollback: bool = False) -> None:
     try:
         step()
     except Problem as problem:
         _handle_failure(ctx, problem)
     except HOST_ERRORS as error:
+        if ctx.state.phase is Phase.ROLLING_BACK and retry_rollback:
+            log.warning("%s/%s: rollback hit %s; retrying", ctx.request.namespace, ctx.request.name, error)
+            return
         _handle_failure(ctx, Problem("HostError", str(error)))
 
 

@@ -132,6 +132,7 @@ class MigrationState:
     transfer: str | None = None
     fingerprint_pid: int | None = None
     fingerprint_stack: str | None = None
+    restore_requested: bool = False  # the target may have been started: rollback must make sure it is not
     start_time: datetime | None = None
     frozen_at: datetime | None = None
     completion_time: datetime | None = None
@@ -164,6 +165,7 @@ class MigrationState:
             "targetContainerID": self.target_container_id,
             "checkpointName": self.checkpoint_name,
             "transfer": self.transfer,
+            "restoreRequested": self.restore_requested or None,
             "startTime": _optional_timestamp(self.start_time),
             "frozenAt": _optional_timestamp(self.frozen_at),
             "completionTime": _optional_timestamp(self.completion_time),
@@ -218,6 +220,7 @@ class MigrationState:
             target_container_id=status.get("targetContainerID"),
             checkpoint_name=status.get("checkpointName"),
             transfer=status.get("transfer"),
+            restore_requested=bool(status.get("restoreRequested", False)),
             fingerprint_pid=fingerprint.get("pid"),
             fingerprint_stack=fingerprint.get("stackAddress"),
             start_time=_optional_datetime(status.get("startTime")),
