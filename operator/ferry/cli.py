@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--test-hooks", action="store_true", help="honour ferry.dev/test-pause annotations (tests only)"
     )
+    run.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="how long a Migration stays ours after we stop renewing it",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.lab import REPO, Lab, OperatorProcess
+
+
+def stop_demo_operator() -> None:
+    """The operator that hack/demo leaves running would race with the one under test."""
+    pid_file = REPO / ".lab" / "pids" / "operator.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +31,7 @@ def lab() -> Lab:
 @pytest.fixture(scope="session")
 def operator(lab: Lab) -> Iterator[OperatorProcess]:
     """`ferry run` against the lab's API server; its log is .lab/logs/operator-e2e-*.log."""
+    stop_demo_operator()
     process = OperatorProcess(REPO / ".lab" / "logs" / "operator-e2e-main.log")
     process.start()
     yield process

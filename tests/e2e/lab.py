@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -101,6 +102,15 @@ class Lab:
             f"Migration {name} to reach {sorted(wanted)}",
         )
         return resource
+
+
+def free_port(lab: Lab) -> int:
+    """A port that no container of either lab host publishes."""
+    taken = " ".join(lab.docker(host, "ps", "--format", "{{.Ports}}").stdout for host in ("node1", "node2"))
+    while True:
+        port = random.randint(20000, 29999)
+        if f":{port}->" not in taken:
+            return port
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.lab import Lab, LogFollower, OperatorProcess, unique, wait_for
+from tests.e2e.lab import Lab, LogFollower, OperatorProcess, free_port, unique, wait_for
 
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 
@@ -105,16 +105,17 @@ def http_get(address: str, port: int) -> str:
 
 def test_web_server_with_open_file_keeps_serving_and_counting(lab: Lab, operator: OperatorProcess) -> None:
     container, name, page = unique("web"), unique("mig-web"), unique("content")
-    lab.run_container("node1", container, WEB_SERVER, "-e", f"PAGE={page}", "-p", "8080:80")
+    port = free_port(lab)
+    lab.run_container("node1", container, WEB_SERVER, "-e", f"PAGE={page}", "-p", f"{port}:80")
     source, target = lab.address("node1"), lab.address("node2")
-    wait_for(lambda: http_get(source, 8080) == f"page-{page}", 30, "the page on node1")
+    wait_for(lambda: http_get(source, port) == f"page-{page}", 30, "the page on node1")
     counted_before = len(lab.docker("node1", "exec", container, "cat", "/counter.log").stdout.split())
 
     lab.migration(name, container, target="node2")
     status = lab.wait_until(name)["status"]
 
     assert status["phase"] == "Succeeded", status
-    assert http_get(target, 8080) == f"page-{page}"
+    assert http_get(target, port) == f"page-{page}"
     assert status["metrics"]["rootfsBytes"] > 0
     wait_for(
         lambda: (

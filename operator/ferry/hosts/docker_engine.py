@@ -104,9 +104,8 @@ class DockerEngine:
         except NotFound:
             return None
 
-    def containers_with_label(self, label: str) -> list[dict[str, Any]]:
-        found = self._call("docker ps", self.api.containers, all=True, filters={"label": label})
-        return cast(list[dict[str, Any]], found)
+    def running_containers(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._call("docker ps", self.api.containers))
 
     def has_image(self, image_id: str) -> bool:
         try:

@@ -88,6 +88,7 @@ class LiveContainerMigration:
                 f"container '{self.container}' has a TTY, which CRIU cannot checkpoint; "
                 "use strategy: Cold to move it without its memory",
             )
+        self._check_ports_free(info)
         for host in (source, target):
             if host.criu_version() is None:
                 raise Problem(
@@ -104,6 +105,23 @@ class LiveContainerMigration:
         self._relays = self._arm_relays()
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
+
+    def _check_ports_free(self, info: dict[str, Any]) -> None:
+        """A published port taken on the target would only show when the restore fails."""
+        wanted = {
+            (int(binding["HostPort"]), spec.split("/")[-1])
+            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
+            for binding in bindings or []
+            if binding.get("HostPort")
+        }
+        for other in self.target.engine.running_containers():
+            for port in other.get("Ports", []):
+                if (port.get("PublicPort"), port.get("Type")) in wanted:
+                    raise Problem(
+                        "PortTaken",
+                        f"port {port['PublicPort']}/{port['Type']} is already published on "
+                        f"{self.target.name} by container {other['Names'][0].lstrip('/')}",
+                    )
 
     def _copy_image(self, info: dict[str, Any]) -> None:
         image_id: str = info["Image"]
