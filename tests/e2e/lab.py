@@ -21,6 +21,8 @@ KUBECONFIG = REPO / ".lab" / "kubeconfig"
 KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
+HOSTS = ("node1", "node2")
+COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 
 
 def unique(prefix: str) -> str:
@@ -74,21 +76,41 @@ class Lab:
     # -- migrations
 
     def migration(
-        self, name: str, container: str, target: str, source: str | None = "node1", **spec: Any
+        self,
+        name: str,
+        container: str,
+        target: str,
+        source: str | None = "node1",
+        *,
+        pauses: str | None = None,
+        namespace: str = "default",
+        **spec: Any,
     ) -> None:
+        """Applies a Migration; `pauses` ("Phase=seconds,...") holds the operator before those phases."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if pauses:
+            metadata["annotations"] = {"ferry.dev/test-pause": pauses}
         body: dict[str, Any] = {
             "apiVersion": "ferry.dev/v1alpha1",
             "kind": "Migration",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": metadata,
             "spec": {"workload": {"container": container}, "targetHost": target, **spec},
         }
         if source is not None:
             body["spec"]["sourceHost"] = source
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
 
-    def get_migration(self, name: str) -> dict[str, Any]:
-        resource: dict[str, Any] = json.loads(self.kubectl("get", "migration", name, "-o", "json").stdout)
+    def get_migration(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        found = self.kubectl("get", "migration", name, "-n", namespace, "-o", "json")
+        resource: dict[str, Any] = json.loads(found.stdout)
         return resource
+
+    def phase(self, name: str) -> str | None:
+        found = self.kubectl("get", "migration", name, "-o", "jsonpath={.status.phase}", check=False)
+        return found.stdout or None
+
+    def wait_for_phase(self, name: str, phase: str, timeout: float = 60) -> None:
+        wait_for(lambda: self.phase(name) == phase, timeout, f"Migration {name} to reach {phase}")
 
     def wait_until(
         self, name: str, phases: Iterable[str] = TERMINAL_PHASES, timeout: float = 180
@@ -122,6 +144,37 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.2)
+
+
+class Counter:
+    """A busybox loop on node1 printing 0, 1, 2... every 0.1 s, and a follower of its log there."""
+
+    def __init__(self, lab: Lab, prefix: str = "counter", image: str = IMAGE) -> None:
+        self.lab = lab
+        self.name = unique(prefix)
+        lab.run_container("node1", self.name, COUNTER, image=image)
+        wait_for(lambda: len(lab.logs("node1", self.name)) >= 5, 30, "the counter to count")
+        self.follower = LogFollower("node1", self.name)
+
+    def hosts_running(self) -> list[str]:
+        return [host for host in HOSTS if self.lab.running(host, self.name)]
+
+    def assert_runs_once_and_continuous(self) -> str:
+        """Exactly one host runs it, its numbers have no gap and no repeat, and it still counts."""
+        running = self.hosts_running()
+        assert len(running) == 1, f"{self.name} runs on {running}"
+        host = running[0]
+        before = len(self.lab.logs(host, self.name))
+        wait_for(
+            lambda: len(self.lab.logs(host, self.name)) > before + 3, 30, f"{self.name} to count on {host}"
+        )
+        if host == "node1":  # the same container: its log holds everything
+            numbers = self.lab.logs("node1", self.name)
+            self.follower.process.kill()
+        else:
+            numbers = self.follower.lines() + self.lab.logs("node2", self.name)
+        assert [int(n) for n in numbers] == list(range(len(numbers))), "the counter has a gap or a repeat"
+        return host
 
 
 class OperatorProcess:

@@ -22,6 +22,8 @@ from docker.transport.basehttpadapter import BaseHTTPAdapter
 from ferry.hosts.ssh import SSHSession
 
 API_VERSION = "1.41"  # Docker 20.10; later engines still serve it
+TIMEOUT = 30.0  # seconds without a byte from the engine: a dead link or daemon shows up quickly
+LONG_TIMEOUT = 900.0  # checkpoints, restores and image copies of big workloads answer late
 
 
 class NotFound(LookupError):
@@ -72,10 +74,12 @@ class _DialStdioAdapter(BaseHTTPAdapter):  # type: ignore[misc]
 class DockerEngine:
     """Typed calls to one host's Docker Engine; each raises NotFound or DockerError."""
 
-    def __init__(self, session: SSHSession, docker_socket: str, timeout: float = 120.0) -> None:
+    def __init__(self, session: SSHSession, docker_socket: str) -> None:
         self.host = session.name
-        self.api = docker.APIClient(base_url="ssh://ferry", version=API_VERSION, use_ssh_client=True)
-        self.api.mount("http+docker://ssh", _DialStdioAdapter(session, docker_socket, timeout))
+        self.api = docker.APIClient(
+            base_url="ssh://ferry", version=API_VERSION, use_ssh_client=True, timeout=TIMEOUT
+        )
+        self.api.mount("http+docker://ssh", _DialStdioAdapter(session, docker_socket, TIMEOUT))
 
     def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -125,7 +129,19 @@ class DockerEngine:
         return cast(Iterator[bytes], response)
 
     def load_image(self, tar_stream: Iterable[bytes]) -> None:
-        self._call("loading image", self.api.load_image, tar_stream, quiet=True)
+        url = self.api._url("/images/load")
+        response = self._call(
+            "loading image", self.api._post, url, data=tar_stream, params={"quiet": "1"}, timeout=LONG_TIMEOUT
+        )
+        self._call("loading image", self.api._raise_for_status, response)
+        self._call("loading image", self._raise_for_stream_error, response)
+
+    @staticmethod
+    def _raise_for_stream_error(response: requests.Response) -> None:
+        """`docker load` reports failures inside a 200 response's JSON messages."""
+        for line in response.iter_lines():
+            if line.strip().startswith(b"{") and b'"error"' in line:
+                raise docker.errors.APIError(line.decode(errors="replace"), response=response)
 
     def create_container(self, name: str, body: Mapping[str, Any]) -> str:
         url = self.api._url("/containers/create")
@@ -138,7 +154,8 @@ class DockerEngine:
     def start(self, container_id: str, checkpoint: str | None = None) -> None:
         params = {"checkpoint": checkpoint} if checkpoint else {}
         url = self.api._url("/containers/{0}/start", container_id)
-        response = self._call(f"starting container {container_id[:12]}", self.api._post, url, params=params)
+        what = f"starting container {container_id[:12]}"
+        response = self._call(what, self.api._post, url, params=params, timeout=LONG_TIMEOUT)
         self._call(f"starting container {container_id[:12]}", self.api._raise_for_status, response)
 
     def stop(self, container_id: str, timeout: int = 10) -> None:
@@ -153,7 +170,8 @@ class DockerEngine:
     def create_checkpoint(self, container_id: str, name: str, *, exit: bool = True) -> None:
         url = self.api._url("/containers/{0}/checkpoints", container_id)
         what = f"checkpointing container {container_id[:12]}"
-        response = self._call(what, self.api._post_json, url, data={"CheckpointID": name, "Exit": exit})
+        body = {"CheckpointID": name, "Exit": exit}
+        response = self._call(what, self.api._post_json, url, data=body, timeout=LONG_TIMEOUT)
         self._call(what, self.api._raise_for_status, response)
 
     def list_checkpoints(self, container_id: str) -> list[str]:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import base64
 import io
 import shlex
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import paramiko
+
+DEAD_LINK_SECONDS = 15
 
 
 class SSHError(RuntimeError):
@@ -108,6 +111,7 @@ class SSHSession:
         try:
             client.connect(
                 endpoint.address,
+                sock=self._open_socket(),
                 port=endpoint.port,
                 username=endpoint.user,
                 pkey=load_private_key(endpoint.private_key),
@@ -130,6 +134,18 @@ class SSHSession:
         assert transport is not None
         transport.set_keepalive(15)
         return client
+
+    def _open_socket(self) -> socket.socket:
+        """A TCP connection that fails within seconds when the link dies, instead of retrying for
+        many minutes: unacknowledged data times out (TCP_USER_TIMEOUT) and idle peers are probed."""
+        endpoint = self.endpoint
+        sock = socket.create_connection((endpoint.address, endpoint.port), timeout=self.connect_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, DEAD_LINK_SECONDS // 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, DEAD_LINK_SECONDS // 6)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_LINK_SECONDS * 1000)
+        return sock
 
     def open(self, argv: Sequence[str], timeout: float | None = None) -> paramiko.Channel:
         """Starts a command and returns its channel (stdin, stdout and stderr as streams)."""
