@@ -12,7 +12,14 @@ import kopf
 
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
-from ferry.reconcile import DrivenElsewhere, HostPool, Operator, probe_docker_host, reconcile_migration
+from ferry.reconcile import (
+    DrivenElsewhere,
+    HostPool,
+    Operator,
+    probe_docker_host,
+    reconcile_migration,
+    release_redirect,
+)
 
 HOST_PROBE_SECONDS = 60.0
 RETRY_SECONDS = 5.0
@@ -45,12 +52,23 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.resume(GROUP, VERSION, MIGRATIONS)
 @kopf.on.create(GROUP, VERSION, MIGRATIONS)
-@kopf.on.delete(GROUP, VERSION, MIGRATIONS)
 def migrate(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    """Runs a Migration to its end; on deletion, cancels it before the freeze or finishes it after."""
+    """Runs a Migration to its end."""
     assert namespace is not None  # Migrations are namespaced
+    _reconcile(memo.operator, namespace, name, uid)
+
+
+@kopf.on.delete(GROUP, VERSION, MIGRATIONS)
+def migration_deleted(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """Cancels a Migration before the freeze or finishes it after; then drops its port forwarding."""
+    assert namespace is not None
+    _reconcile(memo.operator, namespace, name, uid)
+    release_redirect(memo.operator, namespace=namespace, name=name, uid=uid)
+
+
+def _reconcile(operator: Operator, namespace: str, name: str, uid: str) -> None:
     try:
-        reconcile_migration(memo.operator, namespace=namespace, name=name, uid=uid)
+        reconcile_migration(operator, namespace=namespace, name=name, uid=uid)
     except DrivenElsewhere as busy:
         raise kopf.TemporaryError(str(busy), delay=RETRY_SECONDS) from None
 

@@ -19,6 +19,7 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
 from ferry.lease import MigrationLease
 from ferry.migration.admission import ActiveMigration
+from ferry.migration.container import redirect_tag
 from ferry.migration.context import HOST_ERRORS, LostCharge, MigrationContext, MigrationRequest
 from ferry.migration.runner import run_migration
 from ferry.migration.state import MigrationState, Phase, now, timestamp
@@ -139,6 +140,14 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
         return None
     finally:
         lease.release()
+
+
+def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str) -> None:
+    """Removes the port forwarding a Migration left on its source host (it is owned by the Migration)."""
+    resource = operator.cluster.get_migration(namespace, name)
+    status = (resource or {}).get("status", {})
+    if status.get("redirect") and status.get("sourceHost"):
+        operator.pool.connect(status["sourceHost"]).remove_forwards(redirect_tag(uid))
 
 
 def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) -> MigrationState:

@@ -32,7 +32,7 @@ def lab() -> Lab:
 def operator(lab: Lab) -> Iterator[OperatorProcess]:
     """`ferry run` against the lab's API server; its log is .lab/logs/operator-e2e-*.log."""
     stop_demo_operator()
-    process = OperatorProcess(REPO / ".lab" / "logs" / "operator-e2e-main.log")
+    process = OperatorProcess(REPO / ".lab" / "logs" / "operator-e2e-main.log", priority=100)
     process.start()
     yield process
     process.stop()

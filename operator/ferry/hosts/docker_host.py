@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 
@@ -69,10 +70,59 @@ class DockerHost:
         """
         untar = ["tar", "-C", target_dir, *TAR_OPTIONS, "-xpf", "-"]
         if fresh:
-            script = 'rm -rf -- "$1" && install -d -m 0700 -- "$1" && shift && exec "$@"'
+            script = 'rm -rf -- "$1" && install -d -m 0700 -- "${1%/*}" "$1" && shift && exec "$@"'
             untar = ["sh", "-c", script, "ferry-receive", target_dir, *untar]
         tar = ["tar", "-C", source_dir, *TAR_OPTIONS, "-cf", "-", "."]
         return Relay(self.ssh, tar, target.ssh, untar, armed=armed)
+
+    def forward_ports(self, ports: Sequence[tuple[str, int]], to_address: str, tag: str) -> None:
+        """Sends connections to these ports of this host on to another host (kernel NAT, tagged)."""
+        to = self.resolve(to_address)
+        nat, forward = [], []
+        for protocol, port in ports:
+            match = f"-p {protocol} -m comment --comment {tag}"
+            dnat = f"--dport {port} -j DNAT --to-destination {to}:{port}"
+            nat += [
+                f"-I PREROUTING 1 {match} {dnat}",
+                f"-I OUTPUT 1 {match} -m addrtype --dst-type LOCAL {dnat}",
+                f"-I POSTROUTING 1 {match} -d {to} --dport {port} -j MASQUERADE",
+            ]
+            forward += [
+                f"-I FORWARD 1 {match} -d {to} --dport {port} -j ACCEPT",
+                f"-I FORWARD 1 {match} -s {to} --sport {port} -j ACCEPT",
+            ]
+        self.ssh.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], timeout=30)
+        self._restore_rules({"nat": nat, "filter": forward})
+
+    def remove_forwards(self, tag: str) -> None:
+        rules: dict[str, list[str]] = {}
+        for table in ("nat", "filter"):
+            listed = self.ssh.run(["iptables", "-t", table, "-S"], timeout=30).text.splitlines()
+            rules[table] = [
+                "-D" + line[2:] for line in listed if line.startswith("-A ") and f"--comment {tag}" in line
+            ]
+        self._restore_rules(rules)
+
+    def forwarded_ports(self, tag: str) -> list[str]:
+        listed = self.ssh.run(["iptables", "-t", "nat", "-S", "PREROUTING"], timeout=30).text.splitlines()
+        return [line for line in listed if f"--comment {tag}" in line]
+
+    def resolve(self, address: str) -> str:
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError:
+            found = self.ssh.run(["getent", "ahostsv4", address], timeout=30).text.split()
+            return str(ipaddress.ip_address(found[0]))
+
+    def _restore_rules(self, rules: dict[str, list[str]]) -> None:
+        """Applies rule changes in one iptables-restore call (no shell: the rules go on stdin)."""
+        text = "".join(
+            f"*{table}\n" + "".join(f"{rule}\n" for rule in lines) + "COMMIT\n"
+            for table, lines in rules.items()
+            if lines
+        )
+        if text:
+            self.ssh.run(["iptables-restore", "--noflush"], input=text.encode(), timeout=30)
 
     def run(self, argv: Sequence[str], timeout: float = 120.0) -> str:
         return self.ssh.run(argv, timeout=timeout).text

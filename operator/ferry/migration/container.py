@@ -1,4 +1,5 @@
-"""Live migration of one Docker container: the step behind each phase.
+"""Migration of one Docker container, Live (CRIU: memory included) or Cold (stop, move the
+writable layer, start afresh): the step behind each phase.
 
 Each step looks at the real state first (does the checkpoint exist? does the target run?), so a
 step re-run after an operator crash is safe. A failure before the freeze leaves the source alone
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ferry.api import Strategy
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.streams import Relay
@@ -36,7 +38,7 @@ class TransferPaths:
     target_upper: str
 
 
-class LiveContainerMigration:
+class ContainerMigration:
     def __init__(self, context: MigrationContext) -> None:
         self.ctx = context
         self.state = context.state
@@ -44,7 +46,8 @@ class LiveContainerMigration:
         assert container is not None
         self.container = container
         self._transfer_paths: TransferPaths | None = None
-        self._relays: tuple[Relay, Relay] | None = None
+        self.live = context.request.spec.strategy is Strategy.LIVE
+        self._relays: dict[str, Relay] | None = None
 
     def steps(self) -> dict[Phase, Callable[[], None]]:
         return {
@@ -80,23 +83,24 @@ class LiveContainerMigration:
             raise Problem(
                 "ContainerNotRunning",
                 f"container '{self.container}' on {source.name} is {info['State']['Status']}, not running; "
-                "only a running container can be live-migrated",
+                "only a running container can be migrated",
             )
-        if info["Config"].get("Tty"):
+        if self.live and info["Config"].get("Tty"):
             raise Problem(
                 "TTYNotSupported",
                 f"container '{self.container}' has a TTY, which CRIU cannot checkpoint; "
                 "use strategy: Cold to move it without its memory",
             )
         self._check_ports_free(info)
-        for host in (source, target):
+        for host in (source, target) if self.live else ():
             if host.criu_version() is None:
                 raise Problem(
                     "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
                 )
         self.state.source_container_id = info["Id"]
-        self.state.fingerprint_pid = int(info["State"]["Pid"])
-        self.state.fingerprint_stack = source.stack_address(self.state.fingerprint_pid)
+        if self.live:
+            self.state.fingerprint_pid = int(info["State"]["Pid"])
+            self.state.fingerprint_stack = source.stack_address(self.state.fingerprint_pid)
         self.ctx.save()
 
         self._copy_image(info)
@@ -108,12 +112,7 @@ class LiveContainerMigration:
 
     def _check_ports_free(self, info: dict[str, Any]) -> None:
         """A published port taken on the target would only show when the restore fails."""
-        wanted = {
-            (int(binding["HostPort"]), spec.split("/")[-1])
-            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
-            for binding in bindings or []
-            if binding.get("HostPort")
-        }
+        wanted = {(port, protocol) for protocol, port in published_ports(info)}
         for other in self.target.engine.running_containers():
             for port in other.get("Ports", []):
                 if (port.get("PublicPort"), port.get("Type")) in wanted:
@@ -156,6 +155,12 @@ class LiveContainerMigration:
     # -- Checkpointing: the freeze; downtime starts.
 
     def checkpoint(self) -> None:
+        if not self.live:
+            started = now()
+            self.source.engine.stop(self._source_id())  # Cold: the freeze is a stop; memory is dropped
+            self.state.metrics.checkpoint_ms = milliseconds(started, now())
+            self.ctx.advance(Phase.TRANSFERRING)
+            return
         source_id = self._source_id()
         name = self._checkpoint_name()
         if name not in self.source.engine.list_checkpoints(source_id):
@@ -174,28 +179,34 @@ class LiveContainerMigration:
 
     def transfer(self) -> None:
         started = now()
-        checkpoint, rootfs = self._relays or self._arm_relays()
+        relays = self._relays or self._arm_relays()
         self._relays = None
         with ThreadPoolExecutor(max_workers=2) as pool:
-            checkpoint_bytes, rootfs_bytes = pool.submit(checkpoint.fire), pool.submit(rootfs.fire)
-            self.state.metrics.checkpoint_bytes = checkpoint_bytes.result()
-            self.state.metrics.rootfs_bytes = rootfs_bytes.result()
+            moved = {kind: pool.submit(relay.fire) for kind, relay in relays.items()}
+            self.state.metrics.rootfs_bytes = moved["rootfs"].result()
+            if "checkpoint" in moved:
+                self.state.metrics.checkpoint_bytes = moved["checkpoint"].result()
         self.state.metrics.transfer_ms = milliseconds(started, now())
         self.state.transfer = "Stream"
         self.ctx.advance(Phase.RESTORING)
 
-    def _arm_relays(self) -> tuple[Relay, Relay]:
-        """Starts the copies of the checkpoint and of the writable layer, held until fired."""
+    def _arm_relays(self) -> dict[str, Relay]:
+        """Starts the copies of the writable layer (and of the checkpoint), held until fired."""
         source, target, paths = self.source, self.target, self._paths()
-        checkpoint = source.tree_relay(
-            paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True
-        )
-        rootfs = source.tree_relay(paths.source_upper, target, paths.target_upper, fresh=False, armed=True)
-        return checkpoint, rootfs
+        relays = {
+            "rootfs": source.tree_relay(
+                paths.source_upper, target, paths.target_upper, fresh=False, armed=True
+            )
+        }
+        if self.live:
+            relays["checkpoint"] = source.tree_relay(
+                paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True
+            )
+        return relays
 
     def release(self) -> None:
         """Closes relays armed for a transfer that will not happen."""
-        for relay in self._relays or ():
+        for relay in (self._relays or {}).values():
             relay.close()
         self._relays = None
 
@@ -220,7 +231,7 @@ class LiveContainerMigration:
         if not self.target.engine.inspect_container(target_id)["State"]["Running"]:
             self.state.restore_requested = True
             self.ctx.save()
-            start_from_checkpoint(self.target, target_id, self._checkpoint_name())
+            self._start(self.target, target_id)
         finished = now()
         self.state.metrics.restore_ms = milliseconds(started, finished)
         self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), finished)
@@ -232,14 +243,27 @@ class LiveContainerMigration:
         started = now()
         self._check_restored(self.target, self._target_id())
         self.state.metrics.verify_ms = milliseconds(started, now())
+        if self.ctx.request.spec.redirect:
+            self._redirect_source_ports()
         self.source.engine.remove_container(self._source_id())
-        if not self.ctx.request.spec.keep_checkpoint:
+        if self.live and not self.ctx.request.spec.keep_checkpoint:
             self.target.engine.delete_checkpoint(self._target_id(), self._checkpoint_name())
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
             f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}",
             reason="Migrated",
+        )
+
+    def _redirect_source_ports(self) -> None:
+        """Keeps the old address working: the source host forwards the published ports to the target."""
+        info = self.target.engine.inspect_container(self._target_id())
+        ports = published_ports(info)
+        assert self.state.target_host is not None
+        target_address = self.ctx.hosts.spec(self.state.target_host).address
+        self.source.forward_ports(ports, target_address, redirect_tag(self.ctx.request.uid))
+        self.state.redirect = ", ".join(
+            f"{self.source.name}:{port}/{proto} -> {target_address}" for proto, port in ports
         )
 
     def _check_restored(self, host: DockerHost, container_id: str) -> None:
@@ -268,10 +292,11 @@ class LiveContainerMigration:
         source_id = self._source_id()
         source_state = self._wait_until_settled(self.source, source_id)
         if not source_state["Running"]:
-            start_from_checkpoint(self.source, source_id, self._checkpoint_name())
+            self._start(self.source, source_id)
         self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), now())
         self._check_restored(self.source, source_id)
-        self.source.engine.delete_checkpoint(source_id, self._checkpoint_name())
+        if self.live:
+            self.source.engine.delete_checkpoint(source_id, self._checkpoint_name())
         self.ctx.advance(
             Phase.ROLLED_BACK,
             f"{self.state.workload} runs again on {self.source.name} after: {cause}",
@@ -291,6 +316,12 @@ class LiveContainerMigration:
         """Removes what this migration made on the target (the container and its checkpoint)."""
         if self.state.target_container_id is not None:
             self.target.engine.remove_container(self.state.target_container_id)
+
+    def _start(self, host: DockerHost, container_id: str) -> None:
+        if self.live:
+            start_from_checkpoint(host, container_id, self._checkpoint_name())
+        else:
+            host.engine.start(container_id)
 
     def _wait_until_settled(
         self, host: DockerHost, container_id: str, timeout: float = 30.0
@@ -329,6 +360,22 @@ def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) 
             if "already exists" not in str(error) or attempt == START_ATTEMPTS:
                 raise Problem("RestoreFailed", str(error)) from None
             log.warning("restore on %s hit containerd's 'already exists'; retrying", host.name)
+
+
+def published_ports(info: dict[str, Any]) -> list[tuple[str, int]]:
+    """(protocol, host port) of every port the container publishes."""
+    return sorted(
+        {
+            (spec.split("/")[-1], int(binding["HostPort"]))
+            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
+            for binding in bindings or []
+            if binding.get("HostPort")
+        }
+    )
+
+
+def redirect_tag(uid: str) -> str:
+    return f"ferry:{uid}"
 
 
 def _image_id(host: DockerHost, name: str) -> str | None:

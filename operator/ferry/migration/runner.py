@@ -6,9 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from ferry.api import Strategy, Transfer
+from ferry.api import Transfer
 from ferry.migration.admission import full_hosts, migrating_container
-from ferry.migration.container import LiveContainerMigration
+from ferry.migration.container import ContainerMigration
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, milliseconds, now
 
@@ -25,7 +25,7 @@ def run_migration(ctx: MigrationContext) -> None:
         _guarded(ctx, lambda: begin(ctx))
     if state.phase.is_terminal:
         return
-    migration = LiveContainerMigration(ctx)
+    migration = ContainerMigration(ctx)
     steps = migration.steps()
     rollback_attempts = 0
 
@@ -58,8 +58,6 @@ def begin(ctx: MigrationContext) -> None:
     container = spec.workload.container
     if container is None:
         raise Problem("NotSupported", "process workloads are not supported yet; use workload.container")
-    if spec.strategy is not Strategy.LIVE:
-        raise Problem("NotSupported", f"strategy {spec.strategy} is not supported yet; use Live")
     if spec.transfer is not Transfer.STREAM:
         raise Problem("NotSupported", f"transfer {spec.transfer} is not supported yet; use Stream")
     known = ctx.hosts.names()
@@ -184,7 +182,7 @@ def _handle_failure(ctx: MigrationContext, problem: Problem) -> None:
     else:
         if state.target_container_id is not None:
             try:
-                LiveContainerMigration(ctx).target_cleanup()
+                ContainerMigration(ctx).target_cleanup()
             except HOST_ERRORS as error:
                 log.warning("could not clean up the target: %s", error)
         ctx.advance(Phase.FAILED, problem.message, reason=problem.reason)

@@ -132,6 +132,7 @@ class MigrationState:
     transfer: str | None = None
     fingerprint_pid: int | None = None
     fingerprint_stack: str | None = None
+    redirect: str | None = None  # the forwarding the source host does for clients of the old address
     restore_requested: bool = False  # the target may have been started: rollback must make sure it is not
     start_time: datetime | None = None
     frozen_at: datetime | None = None
@@ -166,6 +167,7 @@ class MigrationState:
             "checkpointName": self.checkpoint_name,
             "transfer": self.transfer,
             "restoreRequested": self.restore_requested or None,
+            "redirect": self.redirect,
             "startTime": _optional_timestamp(self.start_time),
             "frozenAt": _optional_timestamp(self.frozen_at),
             "completionTime": _optional_timestamp(self.completion_time),
@@ -221,6 +223,7 @@ class MigrationState:
             checkpoint_name=status.get("checkpointName"),
             transfer=status.get("transfer"),
             restore_requested=bool(status.get("restoreRequested", False)),
+            redirect=status.get("redirect"),
             fingerprint_pid=fingerprint.get("pid"),
             fingerprint_stack=fingerprint.get("stackAddress"),
             start_time=_optional_datetime(status.get("startTime")),
