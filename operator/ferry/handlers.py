@@ -50,15 +50,15 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.operator.pool.close()
 
 
-@kopf.on.resume(GROUP, VERSION, MIGRATIONS)
-@kopf.on.create(GROUP, VERSION, MIGRATIONS)
+@kopf.on.resume(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
+@kopf.on.create(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
 def migrate(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     """Runs a Migration to its end."""
     assert namespace is not None  # Migrations are namespaced
     _reconcile(memo.operator, namespace, name, uid)
 
 
-@kopf.on.delete(GROUP, VERSION, MIGRATIONS)
+@kopf.on.delete(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
 def migration_deleted(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     """Cancels a Migration before the freeze or finishes it after; then drops its port forwarding."""
     assert namespace is not None

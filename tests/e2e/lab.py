@@ -84,6 +84,7 @@ class Lab:
         *,
         pauses: str | None = None,
         namespace: str = "default",
+        process: dict[str, Any] | None = None,
         **spec: Any,
     ) -> None:
         """Applies a Migration; `pauses` ("Phase=seconds,...") holds the operator before those phases."""
@@ -94,7 +95,11 @@ class Lab:
             "apiVersion": "ferry.dev/v1alpha1",
             "kind": "Migration",
             "metadata": metadata,
-            "spec": {"workload": {"container": container}, "targetHost": target, **spec},
+            "spec": {
+                "workload": {"process": process} if process else {"container": container},
+                "targetHost": target,
+                **spec,
+            },
         }
         if source is not None:
             body["spec"]["sourceHost"] = source

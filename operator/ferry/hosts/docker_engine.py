@@ -49,7 +49,7 @@ class _DialStdioConnection(urllib3.connection.HTTPConnection):
 
 class _DialStdioPool(urllib3.connectionpool.HTTPConnectionPool):
     def __init__(self, session: SSHSession, docker_socket: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout, maxsize=8)
+        super().__init__("localhost", timeout=timeout, maxsize=16)
         self._session = session
         self._docker_socket = docker_socket
         self._timeout = timeout

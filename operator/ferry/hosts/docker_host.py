@@ -18,6 +18,10 @@ TAR_OPTIONS = (
     "--numeric-owner",
 )
 CRIU_VERSION = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
+RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"  # runc hands these options to CRIU; Docker's API cannot
+# A service under load has connections in flight and established at the freeze: dump them as closed
+# (their clients retry) instead of failing the checkpoint ("criu failed: type NOTIFY").
+CRIU_OPTIONS = ("tcp-close", "skip-in-flight")
 
 
 class DockerHost:
@@ -40,6 +44,13 @@ class DockerHost:
         result = self.ssh.run(["criu", "--version"], check=False, timeout=30)
         match = CRIU_VERSION.search(result.text)
         return match.group(1) if result.exit_code == 0 and match else None
+
+    def ensure_criu_options(self) -> None:
+        script = (
+            'mkdir -p "${1%/*}" && f=$1 && shift && '
+            'for o; do grep -qx "$o" "$f" 2>/dev/null || echo "$o" >> "$f"; done'
+        )
+        self.ssh.run(["sh", "-c", script, "ferry-criu-options", RUNC_CRIU_CONFIG, *CRIU_OPTIONS], timeout=30)
 
     def kernel(self) -> str:
         return self.ssh.run(["uname", "-r"], timeout=30).text.strip()

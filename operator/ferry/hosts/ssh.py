@@ -149,12 +149,15 @@ class SSHSession:
 
     def open(self, argv: Sequence[str], timeout: float | None = None) -> paramiko.Channel:
         """Starts a command and returns its channel (stdin, stdout and stderr as streams)."""
+        transport = self.transport()
         try:
-            channel = self.transport().open_session(timeout=self.connect_timeout)
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.settimeout(timeout)
+            channel.exec_command(shlex.join(argv))
         except (paramiko.SSHException, OSError, EOFError) as error:
-            raise SSHError(f"lost the SSH connection to {self.name}: {error}") from None
-        channel.settimeout(timeout)
-        channel.exec_command(shlex.join(argv))
+            raise SSHError(
+                f"lost the SSH connection to {self.name}: {error or type(error).__name__}"
+            ) from None
         return channel
 
     def run(

@@ -97,6 +97,7 @@ class ContainerMigration:
                 raise Problem(
                     "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
                 )
+            host.ensure_criu_options()
         self.state.source_container_id = info["Id"]
         if self.live:
             self.state.fingerprint_pid = int(info["State"]["Pid"])

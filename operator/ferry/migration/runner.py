@@ -6,10 +6,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from ferry.api import Transfer
+from ferry.api import Strategy, Transfer
 from ferry.migration.admission import full_hosts, migrating_container
 from ferry.migration.container import ContainerMigration
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
+from ferry.migration.process import ProcessMigration
 from ferry.migration.state import Phase, milliseconds, now
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def run_migration(ctx: MigrationContext) -> None:
         _guarded(ctx, lambda: begin(ctx))
     if state.phase.is_terminal:
         return
-    migration = ContainerMigration(ctx)
+    migration = migration_for(ctx)
     steps = migration.steps()
     rollback_attempts = 0
 
@@ -49,15 +50,22 @@ def run_migration(ctx: MigrationContext) -> None:
         migration.release()
 
 
+def migration_for(ctx: MigrationContext) -> ContainerMigration | ProcessMigration:
+    if ctx.request.spec.workload.process is not None:
+        return ProcessMigration(ctx)
+    return ContainerMigration(ctx)
+
+
 def begin(ctx: MigrationContext) -> None:
     """Pending -> Preparing: check what only the operator can know, then wait for a free slot."""
     spec, state = ctx.request.spec, ctx.state
     state.start_time = state.start_time or now()
     state.workload = spec.workload.describe()
     state.target_host = spec.target_host
-    container = spec.workload.container
-    if container is None:
-        raise Problem("NotSupported", "process workloads are not supported yet; use workload.container")
+    if spec.workload.process is not None and spec.strategy is Strategy.COLD:
+        raise Problem(
+            "NotSupported", "a plain process can only move Live: a cold move would restart it from scratch"
+        )
     if spec.transfer is not Transfer.STREAM:
         raise Problem("NotSupported", f"transfer {spec.transfer} is not supported yet; use Stream")
     known = ctx.hosts.names()
@@ -72,26 +80,33 @@ def begin(ctx: MigrationContext) -> None:
                 f"DockerHost '{name}' does not allow Migrations from namespace '{ctx.request.namespace}' "
                 "(see its spec.allowedNamespaces)",
             )
-    state.source_host = spec.source_host or find_source_host(ctx, container)
-    info = ctx.host(state.source_host).engine.find_container(container)
-    if info is None:
-        raise Problem(
-            "ContainerNotFound", f"container '{container}' does not exist on host {state.source_host}"
-        )
-    state.source_container_id = info["Id"]
+    container = spec.workload.container
+    if container is None:
+        state.source_host = spec.source_host
+    else:
+        state.source_host = spec.source_host or find_source_host(ctx, container)
+        info = ctx.host(state.source_host).engine.find_container(container)
+        if info is None:
+            raise Problem(
+                "ContainerNotFound", f"container '{container}' does not exist on host {state.source_host}"
+            )
+        state.source_container_id = info["Id"]
     wait_for_admission(ctx)
 
 
 def wait_for_admission(ctx: MigrationContext) -> None:
     """Enters Preparing once the container is free and both hosts have a slot; queues until then."""
     state, coordination = ctx.state, ctx.coordination
-    assert state.source_host is not None and state.target_host is not None and state.source_container_id
+    assert state.source_host is not None and state.target_host is not None
     hosts = (state.source_host, state.target_host)
+    container_id = state.source_container_id
     while True:
         with coordination.admission_lock:
             active = coordination.active_migrations()
-            holder = migrating_container(
-                active, ctx.request.uid, state.source_host, state.source_container_id
+            holder = (
+                migrating_container(active, ctx.request.uid, state.source_host, container_id)
+                if container_id is not None
+                else None
             )
             if holder is not None:
                 raise Problem(
@@ -182,7 +197,7 @@ def _handle_failure(ctx: MigrationContext, problem: Problem) -> None:
     else:
         if state.target_container_id is not None:
             try:
-                ContainerMigration(ctx).target_cleanup()
+                migration_for(ctx).target_cleanup()
             except HOST_ERRORS as error:
                 log.warning("could not clean up the target: %s", error)
         ctx.advance(Phase.FAILED, problem.message, reason=problem.reason)

@@ -132,6 +132,7 @@ class MigrationState:
     transfer: str | None = None
     fingerprint_pid: int | None = None
     fingerprint_stack: str | None = None
+    shell_job: bool | None = None  # a process outside its own session: CRIU needs --shell-job
     redirect: str | None = None  # the forwarding the source host does for clients of the old address
     restore_requested: bool = False  # the target may have been started: rollback must make sure it is not
     start_time: datetime | None = None
@@ -183,6 +184,8 @@ class MigrationState:
         }
         if self.fingerprint_pid is not None:
             status["fingerprint"] = {"pid": self.fingerprint_pid, "stackAddress": self.fingerprint_stack}
+            if self.shell_job is not None:
+                status["fingerprint"]["shellJob"] = self.shell_job
         return {key: value for key, value in status.items() if value is not None}
 
     def succeeded_condition(self, generation: int | None) -> dict[str, Any]:
@@ -226,6 +229,7 @@ class MigrationState:
             redirect=status.get("redirect"),
             fingerprint_pid=fingerprint.get("pid"),
             fingerprint_stack=fingerprint.get("stackAddress"),
+            shell_job=fingerprint.get("shellJob"),
             start_time=_optional_datetime(status.get("startTime")),
             frozen_at=_optional_datetime(status.get("frozenAt")),
             completion_time=_optional_datetime(status.get("completionTime")),

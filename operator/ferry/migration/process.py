@@ -1,0 +1,213 @@
+"""Live migration of a plain process (not a container) with CRIU: the step behind each phase.
+
+The process keeps its PID, so the target must have that PID free; the executable and every open
+file must exist at the same paths there. All of that is checked before the freeze.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ferry.hosts import processes
+from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.streams import Relay
+from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
+from ferry.migration.state import Phase, format_duration, milliseconds, now
+
+IMAGES_ROOT = "/var/lib/ferry/images"
+PID_RELEASE_SECONDS = 15.0  # on hosts sharing one kernel, the dumped PID is free once it is reaped
+
+
+class ProcessMigration:
+    def __init__(self, context: MigrationContext) -> None:
+        self.ctx = context
+        self.state = context.state
+        process = context.request.spec.workload.process
+        assert process is not None
+        self.process = process
+        self.images = f"{IMAGES_ROOT}/{context.request.uid}"
+        self._relay: Relay | None = None
+
+    def steps(self) -> dict[Phase, Callable[[], None]]:
+        return {
+            Phase.PREPARING: self.prepare,
+            Phase.CHECKPOINTING: self.checkpoint,
+            Phase.TRANSFERRING: self.transfer,
+            Phase.RESTORING: self.restore,
+            Phase.VERIFYING: self.verify,
+            Phase.ROLLING_BACK: self.roll_back,
+        }
+
+    @property
+    def source(self) -> DockerHost:
+        assert self.state.source_host is not None
+        return self.ctx.host(self.state.source_host)
+
+    @property
+    def target(self) -> DockerHost:
+        assert self.state.target_host is not None
+        return self.ctx.host(self.state.target_host)
+
+    def prepare(self) -> None:
+        started = now()
+        source, target = self.source, self.target
+        pid = self._resolve_pid()
+        info = processes.inspect_process(source, pid)
+        if info is None:
+            raise Problem("ProcessNotFound", f"process {pid} does not exist on host {source.name}")
+        if (terminal := info.terminal_fd()) is not None:
+            raise Problem(
+                "TerminalNotSupported",
+                f"process {pid} ({info.command}) has a terminal (fd {terminal[0]} -> {terminal[1]}) that "
+                "CRIU cannot restore detached elsewhere; start it without one (setsid, output to a file)",
+            )
+        missing = processes.missing_paths(target, [info.executable, *info.open_files()])
+        if missing:
+            raise Problem(
+                "MissingOnTarget",
+                f"{', '.join(missing)} (used by process {pid}) do not exist on {target.name}; "
+                "a restored process needs its executable and open files at the same paths",
+            )
+        same_kernel = processes.kernel_id(source) == processes.kernel_id(target)
+        if not same_kernel and processes.is_alive(target, pid):
+            raise Problem(
+                "PIDTaken", f"PID {pid} is taken on {target.name}; the restored process must keep it"
+            )
+        for host in (source, target):
+            if host.criu_version() is None:
+                raise Problem(
+                    "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
+                )
+        self.state.fingerprint_pid = pid
+        self.state.fingerprint_stack = source.stack_address(pid)
+        self.state.shell_job = info.shell_job
+        self.state.checkpoint_name = self.images
+        source.remove_tree(self.images)
+        source.make_private_directory(self.images)
+        self._relay = source.tree_relay(self.images, target, self.images, fresh=True, armed=True)
+        self.state.metrics.prepare_ms = milliseconds(started, now())
+        self.ctx.advance(Phase.CHECKPOINTING)
+
+    def _resolve_pid(self) -> int:
+        if self.process.pid is not None:
+            return self.process.pid
+        assert self.process.name is not None
+        found = processes.pids_named(self.source, self.process.name)
+        if len(found) != 1:
+            matches = f"{len(found)} processes ({', '.join(map(str, found))})" if found else "no process"
+            raise Problem(
+                "ProcessNotFound" if not found else "AmbiguousProcess",
+                f"{matches} named '{self.process.name}' on {self.source.name}; "
+                "workload.process.name must match exactly one (or give its pid)",
+            )
+        return found[0]
+
+    def checkpoint(self) -> None:
+        pid = self._pid()
+        started = now()
+        if (
+            processes.is_alive(self.source, pid)
+            and self.source.stack_address(pid) == self.state.fingerprint_stack
+        ):
+            try:
+                processes.criu_dump(self.source, pid, self.images, shell_job=self._shell_job())
+            except HOST_ERRORS as error:
+                # CRIU resumes the process when a dump fails: nothing stays frozen.
+                frozen = not processes.is_alive(self.source, pid)
+                raise Problem("CheckpointFailed", str(error), frozen=frozen) from None
+        self.state.metrics.checkpoint_ms = milliseconds(started, now())
+        self.ctx.advance(Phase.TRANSFERRING)
+
+    def transfer(self) -> None:
+        started = now()
+        relay = self._relay or self.source.tree_relay(
+            self.images, self.target, self.images, fresh=True, armed=False
+        )
+        self._relay = None
+        self.state.metrics.checkpoint_bytes = relay.fire()
+        self.state.metrics.transfer_ms = milliseconds(started, now())
+        self.state.transfer = "Stream"
+        self.ctx.advance(Phase.RESTORING)
+
+    def restore(self) -> None:
+        started = now()
+        if not self._runs_on(self.target):
+            self._wait_for_pid_release(self.target)
+            self.state.restore_requested = True
+            self.ctx.save()
+            self._restore_on(self.target)
+        finished = now()
+        self.state.metrics.restore_ms = milliseconds(started, finished)
+        assert self.state.frozen_at is not None
+        self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, finished)
+        self.ctx.advance(Phase.VERIFYING)
+
+    def verify(self) -> None:
+        started = now()
+        if not self._runs_on(self.target):
+            raise Problem(
+                "NotRunning", f"process {self._pid()} does not run its restored memory on {self.target.name}"
+            )
+        self.state.metrics.verify_ms = milliseconds(started, now())
+        if not self.ctx.request.spec.keep_checkpoint:
+            self.source.remove_tree(self.images)
+            self.target.remove_tree(self.images)
+        downtime = self.state.metrics.downtime_ms or 0
+        self.ctx.advance(
+            Phase.SUCCEEDED,
+            f"{self.state.workload} runs on {self.target.name} with PID {self._pid()}; "
+            f"downtime {format_duration(downtime)}",
+            reason="Migrated",
+        )
+
+    def roll_back(self) -> None:
+        cause = self.state.message
+        if self.state.restore_requested and self._runs_on(self.target):
+            processes.kill(self.target, self._pid())
+        if not self._runs_on(self.source):
+            self._wait_for_pid_release(self.source)
+            self._restore_on(self.source)
+        if not self._runs_on(self.source):
+            raise Problem("RestoreFailed", f"process {self._pid()} did not come back on {self.source.name}")
+        assert self.state.frozen_at is not None
+        self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, now())
+        self.source.remove_tree(self.images)
+        self.ctx.advance(
+            Phase.ROLLED_BACK,
+            f"{self.state.workload} runs again on {self.source.name} after: {cause}",
+            reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
+        )
+
+    def target_cleanup(self) -> None:
+        self.target.remove_tree(self.images)
+
+    def release(self) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+    def _restore_on(self, host: DockerHost) -> None:
+        try:
+            processes.criu_restore(host, self.images, shell_job=self._shell_job())
+        except HOST_ERRORS as error:
+            raise Problem("RestoreFailed", str(error)) from None
+
+    def _runs_on(self, host: DockerHost) -> bool:
+        """The process runs its checkpointed memory in this host's network namespace."""
+        pid = self._pid()
+        if not processes.is_alive(host, pid) or host.stack_address(pid) != self.state.fingerprint_stack:
+            return False
+        return processes.network_namespace(host, pid) == processes.network_namespace(host)
+
+    def _wait_for_pid_release(self, host: DockerHost) -> None:
+        deadline = time.monotonic() + PID_RELEASE_SECONDS
+        while processes.is_alive(host, self._pid()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _pid(self) -> int:
+        assert self.state.fingerprint_pid is not None
+        return self.state.fingerprint_pid
+
+    def _shell_job(self) -> bool:
+        return bool(self.state.shell_job)

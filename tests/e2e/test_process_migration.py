@@ -1,0 +1,160 @@
+"""Plain processes (the seed's helloer-c), moved with CRIU between lab hosts."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.lab import LAB_SCRIPT, Lab, OperatorProcess, unique, wait_for
+
+HELLOER = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    FILE *log = fopen(argv[1], "a");
+    if (!log) return 1;
+    setvbuf(log, NULL, _IOLBF, 0);
+    for (long i = 0;; i++) { fprintf(log, "%ld\n", i); usleep(100000); }
+}
+"""
+
+
+class Helloer:
+    """A counter printing to a log file every 0.1 s, started on node1 under a shell that reaps it."""
+
+    def __init__(self, directory: Path, *, stdin: int = subprocess.DEVNULL) -> None:
+        self.name = unique("hello")[:15]
+        self.binary = directory / self.name
+        self.log = directory / f"{self.name}.log"
+        source = directory / f"{self.name}.c"
+        source.write_text(HELLOER)
+        subprocess.run(["gcc", "-O1", "-o", str(self.binary), str(source)], check=True)
+        self.shell = subprocess.Popen(
+            [
+                str(LAB_SCRIPT),
+                "exec",
+                "node1",
+                "setsid",
+                "sh",
+                "-c",
+                '"$0" "$1" & wait',
+                str(self.binary),
+                str(self.log),
+            ],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.pid = wait_for(self._pid, 10, f"{self.name} to start")
+        wait_for(lambda: len(self.numbers()) >= 5, 10, f"{self.name} to count")
+
+    def _pid(self) -> int | None:
+        found = subprocess.run(["pgrep", "-x", self.name], capture_output=True, text=True).stdout.split()
+        return int(found[0]) if len(found) == 1 else None
+
+    def numbers(self) -> list[int]:
+        return [int(n) for n in self.log.read_text().split()] if self.log.exists() else []
+
+    def assert_continuous_and_counting(self) -> None:
+        before = len(self.numbers())
+        wait_for(lambda: len(self.numbers()) > before + 3, 20, f"{self.name} to go on counting")
+        numbers = self.numbers()
+        assert numbers == list(range(len(numbers))), "a number is missing or repeated"
+
+    def network_namespace(self) -> str:
+        return os.readlink(f"/proc/{self.pid}/ns/net")
+
+    def stop(self) -> None:
+        subprocess.run(["kill", "-KILL", str(self.pid)], check=False)
+        self.shell.kill()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    tmp_path.chmod(0o755)
+    yield tmp_path
+
+
+def lab_namespace(lab: Lab, host: str) -> str:
+    return lab.lab("exec", host, "readlink", "/proc/self/ns/net").stdout.strip()
+
+
+def test_process_keeps_counting_on_the_target_with_its_pid(
+    lab: Lab, operator: OperatorProcess, workdir: Path
+) -> None:
+    helloer, name = Helloer(workdir), unique("mig-process")
+    try:
+        assert helloer.network_namespace() == lab_namespace(lab, "node1")
+        lab.migration(name, "", target="node2", process={"pid": helloer.pid})
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert helloer.network_namespace() == lab_namespace(lab, "node2")
+        assert status["metrics"]["downtimeMs"] > 0 and status["metrics"]["checkpointBytes"] > 0
+        helloer.assert_continuous_and_counting()
+    finally:
+        helloer.stop()
+
+
+def test_process_found_by_name_moves_too(lab: Lab, operator: OperatorProcess, workdir: Path) -> None:
+    helloer, name = Helloer(workdir), unique("mig-process-name")
+    try:
+        lab.migration(name, "", target="node2", process={"name": helloer.name})
+        assert lab.wait_until(name)["status"]["phase"] == "Succeeded"
+        assert helloer.network_namespace() == lab_namespace(lab, "node2")
+        helloer.assert_continuous_and_counting()
+    finally:
+        helloer.stop()
+
+
+def test_a_name_matching_two_processes_fails_before_the_freeze(
+    lab: Lab, operator: OperatorProcess, workdir: Path
+) -> None:
+    helloer, name = Helloer(workdir), unique("mig-process-twice")
+    twin = subprocess.Popen([str(helloer.binary), str(workdir / "twin.log")])
+    try:
+        lab.migration(name, "", target="node2", process={"name": helloer.name})
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Failed"
+        assert "2 processes" in status["message"]
+        assert helloer.network_namespace() == lab_namespace(lab, "node1")
+        helloer.assert_continuous_and_counting()
+    finally:
+        twin.kill()
+        helloer.stop()
+
+
+def test_a_process_with_a_terminal_fails_before_the_freeze(
+    lab: Lab, operator: OperatorProcess, workdir: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    helloer, name = Helloer(workdir, stdin=terminal), unique("mig-process-tty")
+    try:
+        lab.migration(name, "", target="node2", process={"pid": helloer.pid})
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Failed"
+        assert "terminal" in status["message"]
+        helloer.assert_continuous_and_counting()
+    finally:
+        helloer.stop()
+        os.close(controller)
+        os.close(terminal)
+
+
+def test_a_process_whose_executable_is_gone_fails_before_the_freeze(
+    lab: Lab, operator: OperatorProcess, workdir: Path
+) -> None:
+    helloer, name = Helloer(workdir), unique("mig-process-deleted")
+    helloer.binary.unlink()
+    try:
+        lab.migration(name, "", target="node2", process={"pid": helloer.pid})
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Failed"
+        assert "do not exist on node2" in status["message"]
+        helloer.assert_continuous_and_counting()
+    finally:
+        helloer.stop()

@@ -1,0 +1,130 @@
+"""The seed report's scenarios: cold moves, a web service under load, address continuity."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from tests.e2e.lab import Lab, OperatorProcess, free_port, unique, wait_for
+
+WEB = "mkdir -p /www && echo $PAGE > /www/index.html && httpd -f -p 80 -h /www"
+
+
+def test_cold_migration_keeps_files_and_drops_memory(lab: Lab, operator: OperatorProcess) -> None:
+    container, name, mark = unique("cold"), unique("mig-cold"), unique("file")
+    script = (
+        f"[ -f /state ] || echo {mark} > /state; i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
+    )
+    lab.run_container("node1", container, script)
+    wait_for(lambda: len(lab.logs("node1", container)) >= 10, 30, "the counter to count")
+
+    lab.migration(name, container, target="node2", strategy="Cold")
+    status = lab.wait_until(name)["status"]
+
+    assert status["phase"] == "Succeeded", status
+    assert status["metrics"]["downtimeMs"] > 0
+    assert lab.docker("node2", "exec", container, "cat", "/state").stdout.strip() == mark
+    wait_for(lambda: len(lab.logs("node2", container)) >= 3, 30, "the counter to count on node2")
+    assert lab.logs("node2", container)[0] == "0", "a cold move starts the process afresh"
+    assert container not in lab.container_names("node1")
+
+
+def test_live_migration_of_a_tty_container_fails_pointing_to_cold(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    container, name = unique("tty"), unique("mig-tty")
+    lab.docker("node1", "run", "-d", "-t", "--name", container, "ferry-lab/busybox:latest", "sleep", "1000")
+    lab.migration(name, container, target="node2")
+    status = lab.wait_until(name)["status"]
+    assert status["phase"] == "Failed"
+    assert "strategy: Cold" in status["message"]
+    assert lab.running("node1", container)
+
+
+@dataclass
+class Client:
+    """GETs a page every 10 ms (bounded in time) and records each answer."""
+
+    url: str
+    deadline: float
+    answers: list[tuple[float, int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                with urllib.request.urlopen(self.url, timeout=1) as response:
+                    self.answers.append((time.monotonic(), response.status, response.read().decode().strip()))
+            except (urllib.error.URLError, OSError):
+                self.answers.append((time.monotonic(), 0, ""))
+            time.sleep(0.01)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+        return thread
+
+
+def start_web(lab: Lab) -> tuple[str, int, str]:
+    container, page, port = unique("web"), unique("page"), free_port(lab)
+    lab.run_container("node1", container, WEB, "-e", f"PAGE={page}", "-p", f"{port}:80")
+    return container, port, page
+
+
+def test_web_service_under_load_answers_correctly_after_the_cutover(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    container, port, page = start_web(lab)
+    source, target, name = lab.address("node1"), lab.address("node2"), unique("mig-web-load")
+    client = Client(f"http://{source}:{port}/", time.monotonic() + 90)
+    thread = client.start()
+    wait_for(lambda: any(code == 200 for _, code, _ in client.answers), 30, "the page on node1")
+
+    lab.migration(name, container, target="node2")
+    status = lab.wait_until(name)["status"]
+    cutover = time.monotonic()
+    client.stop.set()
+    thread.join()
+
+    assert status["phase"] == "Succeeded", status
+    after = Client(f"http://{target}:{port}/", time.monotonic() + 3)
+    after.run()
+    assert after.answers and all(code == 200 and body == page for _, code, body in after.answers)
+    served = [answer for answer in client.answers if answer[1] == 200]
+    assert all(body == page for _, _, body in served)
+    assert len(client.answers) > 20 and client.answers[0][0] < cutover
+
+
+def test_redirect_keeps_the_old_address_working_until_the_migration_is_deleted(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    container, port, page = start_web(lab)
+    name, old_address = unique("mig-redirect"), f"http://{lab.address('node1')}:{port}/"
+    wait_for(lambda: _get(old_address) == page, 30, "the page on node1")
+
+    lab.migration(name, container, target="node2", redirect=True)
+    resource = lab.wait_until(name)
+    assert resource["status"]["phase"] == "Succeeded", resource["status"]
+    assert container not in lab.container_names("node1")
+
+    after = Client(old_address, time.monotonic() + 3)
+    after.run()
+    assert after.answers and all(code == 200 and body == page for _, code, body in after.answers)
+    tag = f"ferry:{resource['metadata']['uid']}"
+    assert tag in lab.lab("exec", "node1", "iptables", "-t", "nat", "-S").stdout
+
+    lab.kubectl("delete", "migration", name, "--timeout=60s")
+    assert tag not in lab.lab("exec", "node1", "iptables", "-t", "nat", "-S").stdout
+    assert _get(old_address) is None
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            body: bytes = response.read()
+            return body.decode().strip()
+    except (urllib.error.URLError, OSError):
+        return None
