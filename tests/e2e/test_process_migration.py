@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
 class Helloer:
     """A counter printing to a log file every 0.1 s, started on node1 under a shell that reaps it."""
 
-    def __init__(self, directory: Path, *, stdin: int = subprocess.DEVNULL) -> None:
+    def __init__(self, directory: Path, *, stdout: int = subprocess.DEVNULL) -> None:
         self.name = unique("hello")[:15]
         self.binary = directory / self.name
         self.log = directory / f"{self.name}.log"
@@ -46,8 +46,8 @@ class Helloer:
                 str(self.binary),
                 str(self.log),
             ],
-            stdin=stdin,
-            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=subprocess.DEVNULL,
         )
         self.pid = wait_for(self._pid, 10, f"{self.name} to start")
@@ -132,7 +132,7 @@ def test_a_process_with_a_terminal_fails_before_the_freeze(
     lab: Lab, operator: OperatorProcess, workdir: Path
 ) -> None:
     controller, terminal = pty.openpty()
-    helloer, name = Helloer(workdir, stdin=terminal), unique("mig-process-tty")
+    helloer, name = Helloer(workdir, stdout=terminal), unique("mig-process-tty")
     try:
         lab.migration(name, "", target="node2", process={"pid": helloer.pid})
         status = lab.wait_until(name)["status"]

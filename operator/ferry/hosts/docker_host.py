@@ -110,13 +110,13 @@ class DockerHost:
         for table in ("nat", "filter"):
             listed = self.ssh.run(["iptables", "-t", table, "-S"], timeout=30).text.splitlines()
             rules[table] = [
-                "-D" + line[2:] for line in listed if line.startswith("-A ") and f"--comment {tag}" in line
+                "-D" + line[2:] for line in listed if line.startswith("-A ") and _tagged(line, tag)
             ]
         self._restore_rules(rules)
 
     def forwarded_ports(self, tag: str) -> list[str]:
         listed = self.ssh.run(["iptables", "-t", "nat", "-S", "PREROUTING"], timeout=30).text.splitlines()
-        return [line for line in listed if f"--comment {tag}" in line]
+        return [line for line in listed if _tagged(line, tag)]
 
     def resolve(self, address: str) -> str:
         try:
@@ -141,3 +141,8 @@ class DockerHost:
     def close(self) -> None:
         self.engine.close()
         self.ssh.close()
+
+
+def _tagged(rule: str, tag: str) -> bool:
+    """iptables -S prints a comment quoted when it has a colon."""
+    return f'--comment "{tag}"' in rule or f"--comment {tag} " in rule

@@ -85,12 +85,23 @@ def network_namespace(host: DockerHost, pid: int | None = None) -> str:
 
 
 def criu_dump(host: DockerHost, pid: int, images: str, *, shell_job: bool) -> None:
-    argv = ["criu", "dump", "-t", str(int(pid)), "-D", images, "-o", "dump.log"]
+    """Dumps (and ends) a process; CRIU's log goes beside the images, not among them."""
+    argv = ["criu", "dump", "-t", str(int(pid)), "-D", images, "-W", f"{images}.work", "-o", "dump.log"]
     host.ssh.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
 
 
 def criu_restore(host: DockerHost, images: str, *, shell_job: bool) -> None:
-    argv = ["criu", "restore", "-D", images, "-o", "restore.log", "--restore-detached"]
+    argv = [
+        "criu",
+        "restore",
+        "-D",
+        images,
+        "-W",
+        f"{images}.work",
+        "-o",
+        "restore.log",
+        "--restore-detached",
+    ]
     host.ssh.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
 
 

@@ -83,6 +83,9 @@ class ProcessMigration:
         self.state.fingerprint_stack = source.stack_address(pid)
         self.state.shell_job = info.shell_job
         self.state.checkpoint_name = self.images
+        for host in (source, target):
+            host.remove_tree(f"{self.images}.work")
+            host.make_private_directory(f"{self.images}.work")
         source.remove_tree(self.images)
         source.make_private_directory(self.images)
         self._relay = source.tree_relay(self.images, target, self.images, fresh=True, armed=True)
@@ -151,8 +154,9 @@ class ProcessMigration:
             )
         self.state.metrics.verify_ms = milliseconds(started, now())
         if not self.ctx.request.spec.keep_checkpoint:
-            self.source.remove_tree(self.images)
-            self.target.remove_tree(self.images)
+            for host in (self.source, self.target):
+                host.remove_tree(self.images)
+                host.remove_tree(f"{self.images}.work")
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
