@@ -24,6 +24,10 @@ def load_kube_config() -> None:
 
 class Cluster:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        if api_client is None:
+            configuration = kubernetes.client.Configuration.get_default_copy()
+            configuration.connection_pool_maxsize = 64  # many migrations, each with a lease renewer
+            api_client = kubernetes.client.ApiClient(configuration)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.coordination = kubernetes.client.CoordinationV1Api(api_client)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.lab import REPO, Lab, OperatorProcess
+from tests.e2e.lab import HOSTS, REPO, Lab, OperatorProcess
 
 
 def stop_demo_operator() -> None:
@@ -26,6 +26,21 @@ def lab() -> Lab:
     lab = Lab()
     lab.lab("up", timeout=600)
     return lab
+
+
+@pytest.fixture(autouse=True)
+def remove_new_containers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Containers a test starts are removed after it, so that later tests run on a quiet lab."""
+    if "lab" not in request.fixturenames:
+        yield
+        return
+    lab: Lab = request.getfixturevalue("lab")
+    before = {host: lab.container_names(host) for host in HOSTS}
+    yield
+    for host in HOSTS:
+        new = sorted(lab.container_names(host) - before[host])
+        if new:
+            lab.docker(host, "rm", "-f", *new, check=False)
 
 
 @pytest.fixture(scope="session")

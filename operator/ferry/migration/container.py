@@ -27,6 +27,7 @@ from ferry.migration.state import Phase, format_duration, milliseconds, now
 log = logging.getLogger(__name__)
 
 MIGRATION_LABEL = "ferry.dev/migration"
+CHECKPOINT_ATTEMPTS = 3
 START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists"
 
 
@@ -166,13 +167,18 @@ class ContainerMigration:
         name = self._checkpoint_name()
         if name not in self.source.engine.list_checkpoints(source_id):
             started = now()
-            try:
-                self.source.engine.create_checkpoint(source_id, name, exit=True)
-            except DockerError as error:
-                if self.source.engine.inspect_container(source_id)["State"]["Running"]:
-                    # CRIU resumes the tasks when a dump fails: nothing was frozen for good.
-                    raise Problem("CheckpointFailed", str(error), frozen=False) from None
-                raise Problem("CheckpointFailed", str(error)) from None
+            for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
+                try:
+                    self.source.engine.create_checkpoint(source_id, name, exit=True)
+                    break
+                except DockerError as error:
+                    if not self.source.engine.inspect_container(source_id)["State"]["Running"]:
+                        raise Problem("CheckpointFailed", str(error)) from None
+                    # CRIU resumes the tasks when a dump fails: nothing stays frozen. A busy host
+                    # can fail the freeze itself ("unable to freeze"); that is worth another try.
+                    if attempt == CHECKPOINT_ATTEMPTS or "freeze" not in str(error):
+                        raise Problem("CheckpointFailed", str(error), frozen=False) from None
+                    log.warning("checkpoint of %s failed (%s); trying again", self.container, error)
             self.state.metrics.checkpoint_ms = milliseconds(started, now())
         self.ctx.advance(Phase.TRANSFERRING)
 
