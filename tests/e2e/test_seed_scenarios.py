@@ -1,14 +1,17 @@
-"""The seed report's scenarios: cold moves, a web service under load, address continuity."""
+"""The seed report's scenarios: cold moves, a web service under load, address continuity, shared
+storage, volumes and bind mounts."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from tests.e2e.lab import Lab, OperatorProcess, free_port, unique, wait_for
+from tests.e2e.lab import Counter, Lab, OperatorProcess, free_port, unique, wait_for
 
 WEB = "mkdir -p /www && echo $PAGE > /www/index.html && httpd -f -p 80 -h /www"
 
@@ -128,3 +131,79 @@ def _get(url: str) -> str | None:
             return body.decode().strip()
     except (urllib.error.URLError, OSError):
         return None
+
+
+VOLUME_WRITER = (
+    "[ -f /data/before ] || echo written-before > /data/before; "
+    "exec 3>>/data/counter; i=0; while true; do echo $i >&3; i=$((i+1)); sleep 0.1; done"
+)
+
+
+def test_named_volume_keeps_its_data_and_open_file(lab: Lab, operator: OperatorProcess) -> None:
+    container, volume, name = unique("vol"), unique("data"), unique("mig-volume")
+    lab.run_container("node1", container, VOLUME_WRITER, "-v", f"{volume}:/data")
+    wait_for(
+        lambda: len(lab.docker("node1", "exec", container, "cat", "/data/counter").stdout.split()) > 20,
+        30,
+        "",
+    )
+
+    lab.migration(name, container, target="node2")
+    status = lab.wait_until(name)["status"]
+
+    assert status["phase"] == "Succeeded", status
+    assert status["metrics"]["volumeBytes"] > 0
+    assert lab.docker("node2", "exec", container, "cat", "/data/before").stdout.strip() == "written-before"
+
+    def read() -> list[int]:
+        return [int(n) for n in lab.docker("node2", "exec", container, "cat", "/data/counter").stdout.split()]
+
+    counted = len(read())
+    wait_for(lambda: len(read()) > counted + 3, 30, "the volume's counter to go on on node2")
+    numbers = read()
+    assert numbers == list(range(len(numbers))), "the counter in the volume has a gap or a repeat"
+
+
+def test_missing_bind_mount_source_on_target_fails_before_the_freeze(
+    lab: Lab, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    container, name = unique("bind"), unique("mig-bind")
+    source = tmp_path / "bound"
+    source.mkdir()
+    lab.run_container("node1", container, "while true; do sleep 1; done", "-v", f"{source}:/bound")
+    source.rmdir()  # the container keeps its mount; a new host would have nothing to mount
+    lab.migration(name, container, target="node2")
+    status = lab.wait_until(name)["status"]
+    assert status["phase"] == "Failed"
+    assert str(source) in status["message"] and "node2" in status["message"]
+    assert lab.running("node1", container)
+
+
+def test_shared_directory_transfer_moves_the_checkpoint_without_streaming(
+    lab: Lab, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"  # both lab hosts see one filesystem: a directory every host mounts
+    shared.mkdir()
+    patch = json.dumps({"spec": {"sharedDirectory": str(shared)}})
+    for host in ("node1", "node2"):
+        lab.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", patch)
+    try:
+        counter, name = Counter(lab), unique("mig-shared")
+        lab.migration(name, counter.name, target="node2", transfer="SharedDirectory")
+        status = lab.wait_until(name)["status"]
+    finally:
+        for host in ("node1", "node2"):
+            lab.kubectl(
+                "patch",
+                "dockerhost",
+                host,
+                "--type",
+                "json",
+                "-p",
+                '[{"op":"remove","path":"/spec/sharedDirectory"}]',
+            )
+    assert status["phase"] == "Succeeded", status
+    assert status["transfer"] == "SharedDirectory"
+    assert status["metrics"]["checkpointBytes"] > 0
+    assert counter.assert_runs_once_and_continuous() == "node2"
+    assert not list(shared.iterdir()), "the staging copy is removed after success"

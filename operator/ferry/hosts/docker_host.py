@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Sequence
 
 from ferry.hosts.docker_engine import DockerEngine
@@ -73,18 +74,47 @@ class DockerHost:
         self.ssh.run(["rm", "-rf", "--", path], timeout=120)
 
     def tree_relay(
-        self, source_dir: str, target: DockerHost, target_dir: str, *, fresh: bool, armed: bool
+        self,
+        source_dir: str,
+        target: DockerHost,
+        target_dir: str,
+        *,
+        fresh: bool,
+        armed: bool,
+        changed_since: str | None = None,
     ) -> Relay:
         """A relay that copies a directory's content into a directory on another host.
 
-        With `fresh`, the target directory is first emptied and made readable by root only.
+        With `fresh`, the target directory is first emptied and made readable by root only. With
+        `changed_since` (seconds since the epoch, as the source host's `date +%s.%N` printed them),
+        only what was modified after that moment is sent.
         """
-        untar = ["tar", "-C", target_dir, *TAR_OPTIONS, "-xpf", "-"]
-        if fresh:
-            script = 'rm -rf -- "$1" && install -d -m 0700 -- "${1%/*}" "$1" && shift && exec "$@"'
-            untar = ["sh", "-c", script, "ferry-receive", target_dir, *untar]
-        tar = ["tar", "-C", source_dir, *TAR_OPTIONS, "-cf", "-", "."]
-        return Relay(self.ssh, tar, target.ssh, untar, armed=armed)
+        return Relay(
+            self.ssh,
+            _pack(source_dir, changed_since),
+            target.ssh,
+            _unpack(target_dir, fresh=fresh),
+            armed=armed,
+        )
+
+    def copy_local(self, source_dir: str, target_dir: str, *, fresh: bool) -> None:
+        """Copies a directory's content into another directory of the same host (or a shared mount)."""
+        pack, unpack = shlex.join(_pack(source_dir, None)), shlex.join(_unpack(target_dir, fresh=fresh))
+        self.ssh.run(["sh", "-c", f"{pack} | {unpack}"], timeout=900)
+
+    def clock(self) -> str:
+        return self.ssh.run(["date", "+%s.%N"], timeout=30).text.strip()
+
+    def path_exists(self, path: str) -> bool:
+        return self.ssh.run(["test", "-e", path], check=False, timeout=30).exit_code == 0
+
+    def write_file(self, path: str, content: str) -> None:
+        script = 'install -d -m 0700 -- "${1%/*}" && cat > "$1"'
+        self.ssh.run(["sh", "-c", script, "ferry-write", path], input=content.encode(), timeout=30)
+
+    def read_file(self, path: str) -> str | None:
+        result = self.ssh.run(["cat", "--", path], check=False, timeout=30)
+        return result.text if result.exit_code == 0 else None
 
     def forward_ports(self, ports: Sequence[tuple[str, int]], to_address: str, tag: str) -> None:
         """Sends connections to these ports of this host on to another host (kernel NAT, tagged)."""
@@ -141,6 +171,28 @@ class DockerHost:
     def close(self) -> None:
         self.engine.close()
         self.ssh.close()
+
+
+def _pack(directory: str, changed_since: str | None) -> list[str]:
+    if changed_since is None:
+        return ["tar", "-C", directory, *TAR_OPTIONS, "-cf", "-", "."]
+    script = 'cd "$1" && find . -newermt "@$2" -print0 | tar --null --no-recursion -T - "$@" -cf -'
+    return [
+        "sh",
+        "-c",
+        script.replace('"$@"', " ".join(TAR_OPTIONS)),
+        "ferry-delta",
+        directory,
+        changed_since,
+    ]
+
+
+def _unpack(directory: str, *, fresh: bool) -> list[str]:
+    untar = ["tar", "-C", directory, *TAR_OPTIONS, "-xpf", "-"]
+    if not fresh:
+        return untar
+    script = 'rm -rf -- "$1" && install -d -m 0700 -- "${1%/*}" "$1" && shift && exec "$@"'
+    return ["sh", "-c", script, "ferry-receive", directory, *untar]
 
 
 def _tagged(rule: str, tag: str) -> bool:

@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ferry.api import Strategy
+from ferry.api import Strategy, Transfer
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.streams import Relay
 from ferry.migration.container_config import clone_create_body
+from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
 
@@ -48,6 +49,9 @@ class ContainerMigration:
         self.container = container
         self._transfer_paths: TransferPaths | None = None
         self.live = context.request.spec.strategy is Strategy.LIVE
+        self.shared = context.request.spec.transfer is Transfer.SHARED_DIRECTORY
+        self._volume_copies: list[VolumeCopy] | None = None
+        self._volumes_since: str | None = None  # after a restart: every volume is sent whole
         self._relays: dict[str, Relay] | None = None
 
     def steps(self) -> dict[Phase, Callable[[], None]]:
@@ -105,12 +109,66 @@ class ContainerMigration:
             self.state.fingerprint_stack = source.stack_address(self.state.fingerprint_pid)
         self.ctx.save()
 
+        self._check_bind_mounts(info)
+        if self.shared:
+            self._check_shared_directory()
         self._copy_image(info)
         self.state.target_container_id = self._create_target_container(info)
         self.state.checkpoint_name = f"ferry-{self.ctx.request.uid}"
+        self._copy_volumes_before_the_freeze()
         self._relays = self._arm_relays()
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
+
+    def _check_bind_mounts(self, info: dict[str, Any]) -> None:
+        for host_path, container_path in bind_sources(info):
+            if not self.target.path_exists(host_path):
+                raise Problem(
+                    "BindMountMissing",
+                    f"bind mount {host_path} (at {container_path} in the container) does not exist on "
+                    f"{self.target.name}; create it there first",
+                )
+
+    def _check_shared_directory(self) -> None:
+        """Both hosts name a shared directory, and a file written on one shows on the other."""
+        source_dir, target_dir = self._shared_directories()
+        probe = f"ferry-{self.ctx.request.uid}/probe"
+        self.source.write_file(f"{source_dir}/{probe}", self.ctx.request.uid)
+        if self.target.read_file(f"{target_dir}/{probe}") != self.ctx.request.uid:
+            raise Problem(
+                "NotShared",
+                f"{source_dir} on {self.source.name} and {target_dir} on {self.target.name} are not the same "
+                "directory (a file written on one is not on the other)",
+            )
+
+    def _shared_directories(self) -> tuple[str, str]:
+        assert self.state.source_host is not None and self.state.target_host is not None
+        found = [
+            self.ctx.hosts.spec(name).shared_directory
+            for name in (self.state.source_host, self.state.target_host)
+        ]
+        if found[0] is None or found[1] is None:
+            raise Problem(
+                "NoSharedDirectory",
+                "transfer: SharedDirectory needs spec.sharedDirectory on both DockerHosts",
+            )
+        return found[0], found[1]
+
+    def _copy_volumes_before_the_freeze(self) -> None:
+        """The bulk of each named volume moves while the workload runs; the freeze sends what changed."""
+        self._volumes_since = self.source.clock()
+        moved = sum(
+            self.source.tree_relay(v.source_dir, self.target, v.target_dir, fresh=False, armed=False).fire()
+            for v in self._volumes()
+        )
+        self.state.metrics.volume_bytes = moved
+
+    def _volumes(self) -> list[VolumeCopy]:
+        if self._volume_copies is None:
+            source_info = self.source.engine.inspect_container(self._source_id())
+            target_info = self.target.engine.inspect_container(self._target_id())
+            self._volume_copies = local_volumes(source_info, target_info)
+        return self._volume_copies
 
     def _check_ports_free(self, info: dict[str, Any]) -> None:
         """A published port taken on the target would only show when the restore fails."""
@@ -188,14 +246,47 @@ class ContainerMigration:
         started = now()
         relays = self._relays or self._arm_relays()
         self._relays = None
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool:
             moved = {kind: pool.submit(relay.fire) for kind, relay in relays.items()}
-            self.state.metrics.rootfs_bytes = moved["rootfs"].result()
-            if "checkpoint" in moved:
-                self.state.metrics.checkpoint_bytes = moved["checkpoint"].result()
+            if self.shared:
+                self._transfer_through_shared_directory()
+            for kind, future in moved.items():
+                if kind == "rootfs":
+                    self.state.metrics.rootfs_bytes = future.result()
+                elif kind == "checkpoint":
+                    self.state.metrics.checkpoint_bytes = future.result()
+                else:
+                    self.state.metrics.volume_bytes = (self.state.metrics.volume_bytes or 0) + future.result()
         self.state.metrics.transfer_ms = milliseconds(started, now())
-        self.state.transfer = "Stream"
+        self.state.transfer = self.ctx.request.spec.transfer.value
         self.ctx.advance(Phase.RESTORING)
+
+    def _transfer_through_shared_directory(self) -> None:
+        """The source writes the checkpoint and writable layer into the shared directory; the target
+        reads them from there: no byte crosses the operator."""
+        paths, (source_shared, target_shared) = self._paths(), self._shared_directories()
+        staging = f"ferry-{self.ctx.request.uid}"
+        copies = (
+            ("checkpoint", paths.source_checkpoint, paths.target_checkpoint, True),
+            ("rootfs", paths.source_upper, paths.target_upper, False),
+        )
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(
+                pool.map(
+                    lambda c: self.source.copy_local(c[1], f"{source_shared}/{staging}/{c[0]}", fresh=True),
+                    copies,
+                )
+            )
+            list(
+                pool.map(
+                    lambda c: self.target.copy_local(f"{target_shared}/{staging}/{c[0]}", c[2], fresh=c[3]),
+                    copies,
+                )
+            )
+        self.state.metrics.checkpoint_bytes = self.source.directory_bytes(
+            f"{source_shared}/{staging}/checkpoint"
+        )
+        self.state.metrics.rootfs_bytes = self.source.directory_bytes(f"{source_shared}/{staging}/rootfs")
 
     def _arm_relays(self) -> dict[str, Relay]:
         """Starts the copies of the writable layer (and of the checkpoint), held until fired."""
@@ -253,6 +344,8 @@ class ContainerMigration:
         if self.ctx.request.spec.redirect:
             self._redirect_source_ports()
         self.source.engine.remove_container(self._source_id())
+        if self.shared:
+            self.source.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
         if self.live and not self.ctx.request.spec.keep_checkpoint:
             self.target.engine.delete_checkpoint(self._target_id(), self._checkpoint_name())
         downtime = self.state.metrics.downtime_ms or 0

@@ -66,8 +66,8 @@ def begin(ctx: MigrationContext) -> None:
         raise Problem(
             "NotSupported", "a plain process can only move Live: a cold move would restart it from scratch"
         )
-    if spec.transfer is not Transfer.STREAM:
-        raise Problem("NotSupported", f"transfer {spec.transfer} is not supported yet; use Stream")
+    if spec.workload.process is not None and spec.transfer is not Transfer.STREAM:
+        raise Problem("NotSupported", "a plain process moves with transfer: Stream")
     known = ctx.hosts.names()
     for role, name in (("targetHost", spec.target_host), ("sourceHost", spec.source_host)):
         if name is None:

@@ -91,6 +91,7 @@ class Metrics:
     verify_ms: int | None = None
     checkpoint_bytes: int | None = None
     rootfs_bytes: int | None = None
+    volume_bytes: int | None = None
     image_bytes: int | None = None
     total_ms: int | None = None
 
@@ -104,6 +105,7 @@ class Metrics:
         "verify_ms": "verifyMs",
         "checkpoint_bytes": "checkpointBytes",
         "rootfs_bytes": "rootfsBytes",
+        "volume_bytes": "volumeBytes",
         "image_bytes": "imageBytes",
         "total_ms": "totalMs",
     }

@@ -1,0 +1,28 @@
+"""What of a container's data lives outside its checkpoint: volumes, bind mounts, shared directories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VolumeCopy:
+    name: str
+    source_dir: str
+    target_dir: str
+
+
+def local_volumes(source_info: dict[str, Any], target_info: dict[str, Any]) -> list[VolumeCopy]:
+    """Named volumes of the `local` driver, paired with the twin container's volume of that name."""
+    targets = {m["Name"]: m["Source"] for m in target_info.get("Mounts") or [] if m.get("Type") == "volume"}
+    return [
+        VolumeCopy(m["Name"], m["Source"], targets[m["Name"]])
+        for m in source_info.get("Mounts") or []
+        if m.get("Type") == "volume" and m.get("Driver", "local") == "local" and m["Name"] in targets
+    ]
+
+
+def bind_sources(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of every bind mount."""
+    return [(m["Source"], m["Destination"]) for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
