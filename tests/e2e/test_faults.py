@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, unique
 
 FAILING_RESTORE = """#!/bin/sh
@@ -79,41 +81,39 @@ def test_criu_missing_on_target_fails_before_the_freeze(lab: Lab, operator: Oper
     assert_untouched(lab, counter, status)
 
 
-def test_target_dockerd_stopped_before_restore_rolls_back(lab: Lab, operator: OperatorProcess) -> None:
-    counter, name = Counter(lab), unique("mig-no-dockerd")
-    lab.migration(name, counter.name, target="node2", pauses="Restoring=4")
-    lab.wait_for_phase(name, "Restoring")
-    lab.lab("stop", "node2", "dockerd")
+def migrate_through_fault(
+    lab: Lab, counter: Counter, phase: str, fault: list[str], repair: list[str]
+) -> dict[str, Any]:
+    """Holds the migration at `phase`, breaks the lab with `hack/lab FAULT...`, and repairs it after."""
+    name = unique("mig-fault")
+    lab.migration(name, counter.name, target="node2", pauses=f"{phase}=4")
+    lab.wait_for_phase(name, phase)
+    lab.lab(*fault)
     try:
-        status = lab.wait_until(name)["status"]
+        status: dict[str, Any] = lab.wait_until(name, timeout=300)["status"]
     finally:
-        lab.lab("start", "node2", "dockerd")
-    assert_rolled_back(lab, counter, status)
-    assert "node2" in status["message"]
+        lab.lab(*repair)
+    return status
 
 
-def test_target_sshd_stopped_mid_transfer_rolls_back(lab: Lab, operator: OperatorProcess) -> None:
-    counter, name = Counter(lab), unique("mig-no-sshd")
-    lab.migration(name, counter.name, target="node2", pauses="Transferring=3")
-    lab.wait_for_phase(name, "Transferring")
-    lab.lab("stop", "node2", "sshd")
-    try:
-        status = lab.wait_until(name, timeout=240)["status"]
-    finally:
-        lab.lab("start", "node2", "sshd")
-    assert_rolled_back(lab, counter, status)
-    assert "node2" in status["message"]
-
-
-def test_link_to_target_cut_mid_transfer_rolls_back(lab: Lab, operator: OperatorProcess) -> None:
-    counter, name = Counter(lab), unique("mig-link-cut")
-    lab.migration(name, counter.name, target="node2", pauses="Transferring=3")
-    lab.wait_for_phase(name, "Transferring")
-    lab.lab("link", "node2", "down")
-    try:
-        status = lab.wait_until(name, timeout=300)["status"]
-    finally:
-        lab.lab("link", "node2", "up")
+@pytest.mark.parametrize(
+    ("phase", "fault", "repair"),
+    [
+        ("Restoring", ["stop", "node2", "dockerd"], ["start", "node2", "dockerd"]),
+        ("Transferring", ["stop", "node2", "sshd"], ["start", "node2", "sshd"]),
+        ("Transferring", ["link", "node2", "down"], ["link", "node2", "up"]),
+    ],
+    ids=[
+        "target-dockerd-stopped-before-restore",
+        "target-sshd-stopped-mid-transfer",
+        "target-link-cut-mid-transfer",
+    ],
+)
+def test_target_fault_after_the_freeze_rolls_back_onto_the_source(
+    lab: Lab, operator: OperatorProcess, phase: str, fault: list[str], repair: list[str]
+) -> None:
+    counter = Counter(lab)
+    status = migrate_through_fault(lab, counter, phase, fault, repair)
     assert_rolled_back(lab, counter, status)
     assert "node2" in status["message"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
+from ferry.migration.steps import MigrationSteps
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,9 @@ class TransferPaths:
     target_upper: str
 
 
-class ContainerMigration:
+class ContainerMigration(MigrationSteps):
     def __init__(self, context: MigrationContext) -> None:
-        self.ctx = context
-        self.state = context.state
+        super().__init__(context)
         container = context.request.spec.workload.container
         assert container is not None
         self.container = container
@@ -53,26 +52,6 @@ class ContainerMigration:
         self._volume_copies: list[VolumeCopy] | None = None
         self._volumes_since: str | None = None  # after a restart: every volume is sent whole
         self._relays: dict[str, Relay] | None = None
-
-    def steps(self) -> dict[Phase, Callable[[], None]]:
-        return {
-            Phase.PREPARING: self.prepare,
-            Phase.CHECKPOINTING: self.checkpoint,
-            Phase.TRANSFERRING: self.transfer,
-            Phase.RESTORING: self.restore,
-            Phase.VERIFYING: self.verify,
-            Phase.ROLLING_BACK: self.roll_back,
-        }
-
-    @property
-    def source(self) -> DockerHost:
-        assert self.state.source_host is not None
-        return self.ctx.host(self.state.source_host)
-
-    @property
-    def target(self) -> DockerHost:
-        assert self.state.target_host is not None
-        return self.ctx.host(self.state.target_host)
 
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
 

@@ -90,9 +90,13 @@ class MigrationContext:
         self.hosts = hosts
         self.sink = sink
         self.coordination = coordination
+        self._connected: dict[str, DockerHost] = {}
 
     def host(self, name: str) -> DockerHost:
-        return self.hosts.connect(name)
+        """The host's connection, looked up once per run (not once per step: that costs downtime)."""
+        if name not in self._connected:
+            self._connected[name] = self.hosts.connect(name)
+        return self._connected[name]
 
     def save(self) -> None:
         if not self.coordination.in_charge():

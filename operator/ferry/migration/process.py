@@ -7,47 +7,26 @@ file must exist at the same paths there. All of that is checked before the freez
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from ferry.hosts import processes
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.streams import Relay
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
+from ferry.migration.steps import MigrationSteps
 
 IMAGES_ROOT = "/var/lib/ferry/images"
 PID_RELEASE_SECONDS = 15.0  # on hosts sharing one kernel, the dumped PID is free once it is reaped
 
 
-class ProcessMigration:
+class ProcessMigration(MigrationSteps):
     def __init__(self, context: MigrationContext) -> None:
-        self.ctx = context
-        self.state = context.state
+        super().__init__(context)
         process = context.request.spec.workload.process
         assert process is not None
         self.process = process
         self.images = f"{IMAGES_ROOT}/{context.request.uid}"
         self._relay: Relay | None = None
-
-    def steps(self) -> dict[Phase, Callable[[], None]]:
-        return {
-            Phase.PREPARING: self.prepare,
-            Phase.CHECKPOINTING: self.checkpoint,
-            Phase.TRANSFERRING: self.transfer,
-            Phase.RESTORING: self.restore,
-            Phase.VERIFYING: self.verify,
-            Phase.ROLLING_BACK: self.roll_back,
-        }
-
-    @property
-    def source(self) -> DockerHost:
-        assert self.state.source_host is not None
-        return self.ctx.host(self.state.source_host)
-
-    @property
-    def target(self) -> DockerHost:
-        assert self.state.target_host is not None
-        return self.ctx.host(self.state.target_host)
 
     def prepare(self) -> None:
         started = now()

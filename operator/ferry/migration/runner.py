@@ -12,6 +12,7 @@ from ferry.migration.container import ContainerMigration
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.process import ProcessMigration
 from ferry.migration.state import Phase, milliseconds, now
+from ferry.migration.steps import MigrationSteps
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def run_migration(ctx: MigrationContext) -> None:
         migration.release()
 
 
-def migration_for(ctx: MigrationContext) -> ContainerMigration | ProcessMigration:
+def migration_for(ctx: MigrationContext) -> MigrationSteps:
     if ctx.request.spec.workload.process is not None:
         return ProcessMigration(ctx)
     return ContainerMigration(ctx)
