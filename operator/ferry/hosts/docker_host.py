@@ -144,10 +144,6 @@ class DockerHost:
             ]
         self._restore_rules(rules)
 
-    def forwarded_ports(self, tag: str) -> list[str]:
-        listed = self.ssh.run(["iptables", "-t", "nat", "-S", "PREROUTING"], timeout=30).text.splitlines()
-        return [line for line in listed if _tagged(line, tag)]
-
     def resolve(self, address: str) -> str:
         try:
             return str(ipaddress.ip_address(address))
@@ -164,9 +160,6 @@ class DockerHost:
         )
         if text:
             self.ssh.run(["iptables-restore", "--noflush"], input=text.encode(), timeout=30)
-
-    def run(self, argv: Sequence[str], timeout: float = 120.0) -> str:
-        return self.ssh.run(argv, timeout=timeout).text
 
     def close(self) -> None:
         self.engine.close()
