@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,6 +139,13 @@ def free_port(lab: Lab) -> int:
         port = random.randint(20000, 29999)
         if f":{port}->" not in taken:
             return port
+
+
+def report(config: pytest.Config, line: str) -> None:
+    """Prints past pytest's output capture, so that a figure shows in CI's log."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:

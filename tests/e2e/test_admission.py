@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.lab import Lab, unique
+from tests.e2e.lab import Lab, report, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -336,13 +336,14 @@ class Tally:
 
 
 @pytest.fixture(scope="module")
-def tally() -> Iterator[Tally]:
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
     """Counts the bad inputs tried; prints the summary once the table has run."""
     counts = Tally()
     yield counts
-    print(
-        f"\nadmission: {len(counts.tried)} tried, {len(counts.rejected)} rejected as expected"
-        + (f"; ACCEPTED (CRD gaps): {', '.join(counts.accepted)}" if counts.accepted else "")
+    report(
+        request.config,
+        f"admission: {len(counts.tried)} tried, {len(counts.rejected)} rejected as expected"
+        + (f"; ACCEPTED (CRD gaps): {', '.join(counts.accepted)}" if counts.accepted else ""),
     )
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, unique
+from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, report, unique
 
 SOAK_RUNS = int(os.environ.get("FERRY_SOAK_RUNS", "20"))
 RECOVERED = ("Succeeded", "RolledBack")
@@ -31,7 +31,7 @@ def test_operator_killed_in_phase_resumes_and_the_workload_runs_once(
 
 
 def test_soak_of_kills_at_random_moments_loses_nothing_and_runs_nothing_twice(
-    lab: Lab, operator: OperatorProcess
+    lab: Lab, operator: OperatorProcess, request: pytest.FixtureRequest
 ) -> None:
     rng = random.Random(int(os.environ.get("FERRY_SOAK_SEED", str(time.time_ns()))))
     lost = twice = broken = 0
@@ -54,9 +54,10 @@ def test_soak_of_kills_at_random_moments_loses_nothing_and_runs_nothing_twice(
                 counter.assert_runs_once_and_continuous()
             except AssertionError:
                 broken += 1
-    print(
-        f"\nsoak: {SOAK_RUNS} runs with a SIGKILL at a random moment; outcomes {outcomes}; "
-        f"lost {lost}, ran twice {twice}, counter broken {broken}"
+    report(
+        request.config,
+        f"soak: {SOAK_RUNS} runs with a SIGKILL at a random moment; outcomes {outcomes}; "
+        f"lost {lost}, ran twice {twice}, counter broken {broken}",
     )
     assert (lost, twice, broken) == (0, 0, 0)
     assert set(outcomes) <= set(RECOVERED)
