@@ -268,13 +268,19 @@ class ContainerMigration(MigrationSteps):
         self.state.metrics.rootfs_bytes = self.source.directory_bytes(f"{source_shared}/{staging}/rootfs")
 
     def _arm_relays(self) -> dict[str, Relay]:
-        """Starts the copies of the writable layer (and of the checkpoint), held until fired."""
+        """Starts the copies (checkpoint, writable layer, what changed in volumes), held until fired."""
         source, target, paths = self.source, self.target, self._paths()
         relays = {
-            "rootfs": source.tree_relay(
-                paths.source_upper, target, paths.target_upper, fresh=False, armed=True
+            f"volume:{v.name}": source.tree_relay(
+                v.source_dir, target, v.target_dir, fresh=False, armed=True, changed_since=self._volumes_since
             )
+            for v in self._volumes()
         }
+        if self.shared:
+            return relays
+        relays["rootfs"] = source.tree_relay(
+            paths.source_upper, target, paths.target_upper, fresh=False, armed=True
+        )
         if self.live:
             relays["checkpoint"] = source.tree_relay(
                 paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True
