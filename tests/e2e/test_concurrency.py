@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from tests.e2e.lab import Counter, Lab, OperatorProcess, unique, wait_for
 
@@ -70,11 +71,23 @@ def test_deleting_after_the_freeze_finishes_the_migration_first(lab: Lab, operat
     assert counter.assert_runs_once_and_continuous() == "node2"
 
 
+def settled(lab: Lab, name: str) -> dict[str, Any]:
+    """The Migration once its resourceVersion stays the same for two seconds."""
+    current = lab.get_migration(name)
+    for _ in range(15):
+        time.sleep(2)
+        latest = lab.get_migration(name)
+        if latest["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]:
+            return latest
+        current = latest
+    raise AssertionError(f"Migration {name} keeps changing")
+
+
 def test_reapplying_a_finished_migration_changes_nothing(lab: Lab, operator: OperatorProcess) -> None:
     counter, name = Counter(lab), unique("mig-reapply")
     lab.migration(name, counter.name, target="node2")
-    finished = lab.wait_until(name)
-    assert finished["status"]["phase"] == "Succeeded"
+    assert lab.wait_until(name)["status"]["phase"] == "Succeeded"
+    finished = settled(lab, name)  # kopf records the handled state just after the status says Succeeded
 
     lab.migration(name, counter.name, target="node2")
 
