@@ -144,8 +144,10 @@ def free_port(lab: Lab) -> int:
 def report(config: pytest.Config, line: str) -> None:
     """Prints past pytest's output capture, so that a figure shows in CI's log."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
