@@ -133,3 +133,14 @@ def test_checkpoints_are_removed_after_success(lab: Lab, operator: OperatorProce
     )
     assert not checkpoints.exists() or not os.listdir(checkpoints)
     assert not (LAB / "hosts" / "node1" / "docker" / "containers" / status["sourceContainerID"]).exists()
+
+
+def test_an_unknown_host_fails_before_anything_changes(lab: Lab, operator: OperatorProcess) -> None:
+    counter, name = Counter(lab), unique("mig-unknown-host")
+    before = lab.container_names("node2")
+    lab.migration(name, counter.name, target="no-such-host")
+    status = lab.wait_until(name)["status"]
+    assert status["phase"] == "Failed"
+    assert "DockerHost 'no-such-host', which does not exist" in status["message"]
+    assert counter.assert_runs_once_and_continuous() == "node1"
+    assert lab.container_names("node2") == before
