@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class HostPool:
-    """Warm connections to the DockerHosts, rebuilt when a host's spec changes."""
+    """Warm connections to the DockerHosts."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self._hosts: dict[str, tuple[DockerHostSpec, DockerHost]] = {}
+        self._hosts: dict[str, tuple[tuple[DockerHostSpec, SSHEndpoint], DockerHost]] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -42,20 +42,22 @@ class HostPool:
         return self.cluster.docker_host(name)
 
     def connect(self, name: str) -> DockerHost:
+        """The host's warm connection; a new one when its spec or its SSH key changed.
+
+        A replaced connection is not closed here: migrations that started with it finish with it.
+        """
         spec = self.spec(name)
+        try:
+            private_key = self.cluster.secret_value(spec.ssh_key_secret)
+        except ClusterError as error:
+            raise SSHError(f"no SSH key for host {name}: {error}") from None
+        endpoint = SSHEndpoint(name, spec.address, spec.port, spec.user, spec.host_key, private_key)
         with self._lock:
             cached = self._hosts.get(name)
-            if cached is not None and cached[0] == spec:
+            if cached is not None and cached[0] == (spec, endpoint):
                 return cached[1]
-            if cached is not None:
-                cached[1].close()
-            try:
-                private_key = self.cluster.secret_value(spec.ssh_key_secret)
-            except ClusterError as error:
-                raise SSHError(f"no SSH key for host {name}: {error}") from None
-            endpoint = SSHEndpoint(name, spec.address, spec.port, spec.user, spec.host_key, private_key)
             host = DockerHost(name, SSHSession(endpoint), spec.docker_socket)
-            self._hosts[name] = (spec, host)
+            self._hosts[name] = ((spec, endpoint), host)
             return host
 
     def close(self) -> None:
