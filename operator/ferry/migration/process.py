@@ -25,7 +25,10 @@ class ProcessMigration(MigrationSteps):
         process = context.request.spec.workload.process
         assert process is not None
         self.process = process
-        self.images = f"{IMAGES_ROOT}/{context.request.uid}"
+        # Separate paths on each side: hosts that share a filesystem (the lab) must not clobber each other.
+        self.workdir = f"{IMAGES_ROOT}/{context.request.uid}"
+        self.dumped = f"{self.workdir}/dumped"  # on the source
+        self.received = f"{self.workdir}/received"  # on the target
         self._relay: Relay | None = None
 
     def prepare(self) -> None:
@@ -61,13 +64,12 @@ class ProcessMigration(MigrationSteps):
         self.state.fingerprint_pid = pid
         self.state.fingerprint_stack = source.stack_address(pid)
         self.state.shell_job = info.shell_job
-        self.state.checkpoint_name = self.images
-        for host in (source, target):
-            host.remove_tree(f"{self.images}.work")
-            host.make_private_directory(f"{self.images}.work")
-        source.remove_tree(self.images)
-        source.make_private_directory(self.images)
-        self._relay = source.tree_relay(self.images, target, self.images, fresh=True, armed=True)
+        self.state.checkpoint_name = self.dumped
+        for host, images in ((source, self.dumped), (target, self.received)):
+            host.remove_tree(images)
+            host.make_private_directory(images)
+            host.make_private_directory(f"{images}.work")
+        self._relay = source.tree_relay(self.dumped, target, self.received, fresh=True, armed=True)
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
 
@@ -93,7 +95,7 @@ class ProcessMigration(MigrationSteps):
             and self.source.stack_address(pid) == self.state.fingerprint_stack
         ):
             try:
-                processes.criu_dump(self.source, pid, self.images, shell_job=self._shell_job())
+                processes.criu_dump(self.source, pid, self.dumped, shell_job=self._shell_job())
             except HOST_ERRORS as error:
                 # CRIU resumes the process when a dump fails: nothing stays frozen.
                 frozen = not processes.is_alive(self.source, pid)
@@ -104,7 +106,7 @@ class ProcessMigration(MigrationSteps):
     def transfer(self) -> None:
         started = now()
         relay = self._relay or self.source.tree_relay(
-            self.images, self.target, self.images, fresh=True, armed=False
+            self.dumped, self.target, self.received, fresh=True, armed=False
         )
         self._relay = None
         self.state.metrics.checkpoint_bytes = relay.fire()
@@ -118,7 +120,7 @@ class ProcessMigration(MigrationSteps):
             self._wait_for_pid_release(self.target)
             self.state.restore_requested = True
             self.ctx.save()
-            self._restore_on(self.target)
+            self._restore_on(self.target, self.received)
         finished = now()
         self.state.metrics.restore_ms = milliseconds(started, finished)
         assert self.state.frozen_at is not None
@@ -134,8 +136,7 @@ class ProcessMigration(MigrationSteps):
         self.state.metrics.verify_ms = milliseconds(started, now())
         if not self.ctx.request.spec.keep_checkpoint:
             for host in (self.source, self.target):
-                host.remove_tree(self.images)
-                host.remove_tree(f"{self.images}.work")
+                host.remove_tree(self.workdir)
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
@@ -150,12 +151,12 @@ class ProcessMigration(MigrationSteps):
             processes.kill(self.target, self._pid())
         if not self._runs_on(self.source):
             self._wait_for_pid_release(self.source)
-            self._restore_on(self.source)
+            self._restore_on(self.source, self.dumped)
         if not self._runs_on(self.source):
             raise Problem("RestoreFailed", f"process {self._pid()} did not come back on {self.source.name}")
         assert self.state.frozen_at is not None
         self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, now())
-        self.source.remove_tree(self.images)
+        self.source.remove_tree(self.workdir)
         self.ctx.advance(
             Phase.ROLLED_BACK,
             f"{self.state.workload} runs again on {self.source.name} after: {cause}",
@@ -163,16 +164,16 @@ class ProcessMigration(MigrationSteps):
         )
 
     def target_cleanup(self) -> None:
-        self.target.remove_tree(self.images)
+        self.target.remove_tree(self.received)
 
     def release(self) -> None:
         if self._relay is not None:
             self._relay.close()
             self._relay = None
 
-    def _restore_on(self, host: DockerHost) -> None:
+    def _restore_on(self, host: DockerHost, images: str) -> None:
         try:
-            processes.criu_restore(host, self.images, shell_job=self._shell_job())
+            processes.criu_restore(host, images, shell_job=self._shell_job())
         except HOST_ERRORS as error:
             raise Problem("RestoreFailed", str(error)) from None
 
