@@ -16,6 +16,8 @@ from ferry import metrics
 from ferry.api import DockerHostSpec, MigrationSpec, SpecError
 from ferry.cluster import Cluster, ClusterError
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.peer_stream import PeerEndpoint
+from ferry.hosts.runc import FastPathConfig
 from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
 from ferry.lease import MigrationLease
 from ferry.migration.admission import ActiveMigration
@@ -56,7 +58,13 @@ class HostPool:
             cached = self._hosts.get(name)
             if cached is not None and cached[0] == (spec, endpoint):
                 return cached[1]
-            host = DockerHost(name, SSHSession(endpoint), spec.docker_socket)
+            host = DockerHost(
+                name,
+                SSHSession(endpoint),
+                spec.docker_socket,
+                fast_path=_fast_path(spec),
+                peer=_peer(spec),
+            )
             self._hosts[name] = ((spec, endpoint), host)
             return host
 
@@ -65,6 +73,20 @@ class HostPool:
             for _, host in self._hosts.values():
                 host.close()
             self._hosts.clear()
+
+
+def _fast_path(spec: DockerHostSpec) -> FastPathConfig | None:
+    if spec.fast_path is None:
+        return None
+    return FastPathConfig(exec_root=spec.fast_path.exec_root, daemon_config=spec.fast_path.daemon_config)
+
+
+def _peer(spec: DockerHostSpec) -> PeerEndpoint | None:
+    if spec.peer_transfer is None:
+        return None
+    return PeerEndpoint(
+        spec.address, spec.port, spec.user, spec.host_key, spec.peer_transfer.authorized_keys_file
+    )
 
 
 class ResourceStatus:
@@ -211,6 +233,7 @@ def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:
         docker_version = str(host.engine.version().get("Version", ""))
         criu_version = host.criu_version()
         kernel = host.kernel()
+        fast_path = host.runc.describe() if host.runc is not None else None
     except (SpecError, *HOST_ERRORS) as error:
         return {
             "lastProbeTime": probed,
@@ -220,6 +243,7 @@ def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:
     ready = criu_version is not None
     message = "reachable" if ready else "CRIU is not installed (criu --version failed)"
     return {
+        "fastPath": fast_path,
         "dockerVersion": docker_version,
         "criuVersion": criu_version or "",
         "kernel": kernel,

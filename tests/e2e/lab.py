@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ LAB_SCRIPT = REPO / "hack" / "lab"
 KUBECONFIG = REPO / ".lab" / "kubeconfig"
 KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
+MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 HOSTS = ("node1", "node2")
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
@@ -164,10 +165,21 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 class Counter:
     """A busybox loop on node1 printing 0, 1, 2... every 0.1 s, and a follower of its log there."""
 
-    def __init__(self, lab: Lab, prefix: str = "counter", image: str = IMAGE) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        prefix: str = "counter",
+        image: str = IMAGE,
+        command: Sequence[str] | None = None,
+        docker_args: Sequence[str] = (),
+    ) -> None:
+        """`command` replaces the busybox loop (for an image that prints 0, 1, 2... itself)."""
         self.lab = lab
         self.name = unique(prefix)
-        lab.run_container("node1", self.name, COUNTER, image=image)
+        if command is None:
+            lab.run_container("node1", self.name, COUNTER, *docker_args, image=image)
+        else:
+            lab.docker("node1", "run", "-d", "--name", self.name, *docker_args, image, *command)
         wait_for(lambda: len(lab.logs("node1", self.name)) >= 5, 30, "the counter to count")
         self.follower = LogFollower("node1", self.name)
 

@@ -1,10 +1,14 @@
-"""Plain processes on a host: what /proc says about them, and CRIU dump/restore over SSH."""
+"""Plain processes on a host: what /proc says about them, and CRIU dump/restore.
+
+Each call takes what runs commands on the host: its SSH session, or a shell kept open there for the
+freeze window.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.ssh import Commands
 
 # Prints: exe, comm, session id, then one line per open fd ("N -> target"). $1 is a PID (an int).
 INSPECT = r"""cd "/proc/$1" || exit 3
@@ -44,8 +48,8 @@ class ProcessInfo:
         )
 
 
-def inspect_process(host: DockerHost, pid: int) -> ProcessInfo | None:
-    result = host.ssh.run(["sh", "-c", INSPECT, "ferry-inspect", str(int(pid))], check=False, timeout=30)
+def inspect_process(host: Commands, pid: int) -> ProcessInfo | None:
+    result = host.run(["sh", "-c", INSPECT, "ferry-inspect", str(int(pid))], check=False, timeout=30)
     lines = result.text.splitlines()
     if result.exit_code != 0 or len(lines) < 3:
         return None
@@ -57,40 +61,40 @@ def inspect_process(host: DockerHost, pid: int) -> ProcessInfo | None:
     return ProcessInfo(int(pid), lines[0], lines[1], int(lines[2]), fds)
 
 
-def pids_named(host: DockerHost, name: str) -> list[int]:
-    result = host.ssh.run(["pgrep", "-x", "--", name], check=False, timeout=30)
+def pids_named(host: Commands, name: str) -> list[int]:
+    result = host.run(["pgrep", "-x", "--", name], check=False, timeout=30)
     return [int(pid) for pid in result.text.split()]
 
 
-def is_alive(host: DockerHost, pid: int) -> bool:
-    return host.ssh.run(["test", "-d", f"/proc/{int(pid)}"], check=False, timeout=30).exit_code == 0
+def is_alive(host: Commands, pid: int) -> bool:
+    return host.run(["test", "-d", f"/proc/{int(pid)}"], check=False, timeout=30).exit_code == 0
 
 
-def missing_paths(host: DockerHost, paths: list[str]) -> list[str]:
+def missing_paths(host: Commands, paths: list[str]) -> list[str]:
     if not paths:
         return []
     script = 'for path in "$@"; do [ -e "$path" ] || echo "$path"; done'
-    return host.ssh.run(["sh", "-c", script, "ferry-check", *paths], timeout=30).text.splitlines()
+    return host.run(["sh", "-c", script, "ferry-check", *paths], timeout=30).text.splitlines()
 
 
-def kernel_id(host: DockerHost) -> str:
+def kernel_id(host: Commands) -> str:
     """Hosts with the same boot id share one kernel (and one PID space)."""
-    return host.ssh.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=30).text.strip()
+    return host.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=30).text.strip()
 
 
-def network_namespace(host: DockerHost, pid: int | None = None) -> str:
+def network_namespace(host: Commands, pid: int | None = None) -> str:
     """The network namespace of a process, or of the host's own SSH sessions."""
     path = f"/proc/{int(pid)}/ns/net" if pid is not None else "/proc/self/ns/net"
-    return host.ssh.run(["readlink", path], timeout=30).text.strip()
+    return host.run(["readlink", path], timeout=30).text.strip()
 
 
-def criu_dump(host: DockerHost, pid: int, images: str, *, shell_job: bool) -> None:
+def criu_dump(host: Commands, pid: int, images: str, *, shell_job: bool) -> None:
     """Dumps (and ends) a process; CRIU's log goes beside the images, not among them."""
     argv = ["criu", "dump", "-t", str(int(pid)), "-D", images, "-W", f"{images}.work", "-o", "dump.log"]
-    host.ssh.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
+    host.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
 
 
-def criu_restore(host: DockerHost, images: str, *, shell_job: bool) -> None:
+def criu_restore(host: Commands, images: str, *, shell_job: bool) -> None:
     argv = [
         "criu",
         "restore",
@@ -102,8 +106,17 @@ def criu_restore(host: DockerHost, images: str, *, shell_job: bool) -> None:
         "restore.log",
         "--restore-detached",
     ]
-    host.ssh.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
+    host.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
 
 
-def kill(host: DockerHost, pid: int) -> None:
-    host.ssh.run(["kill", "-KILL", str(int(pid))], check=False, timeout=30)
+def stack_address(host: Commands, pid: int) -> str | None:
+    """The start of a process's stack mapping: randomised per exec, kept by a CRIU restore."""
+    result = host.run(["cat", f"/proc/{int(pid)}/maps"], check=False, timeout=30)
+    for line in result.text.splitlines():
+        if line.endswith("[stack]"):
+            return line.split("-", 1)[0]
+    return None
+
+
+def kill(host: Commands, pid: int) -> None:
+    host.run(["kill", "-KILL", str(int(pid))], check=False, timeout=30)

@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import paramiko
 
@@ -54,6 +55,17 @@ class CommandResult:
     @property
     def text(self) -> str:
         return self.stdout.decode(errors="replace")
+
+
+class Commands(Protocol):
+    """Something that runs commands on a host: its SSH session, or a shell kept open there."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult: ...
 
 
 def load_private_key(text: str) -> paramiko.PKey:

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ferry.api import Strategy, Transfer
+from ferry.hosts import processes
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.streams import Relay
+from ferry.hosts.peer_stream import revoke_keys
+from ferry.hosts.runc import RUNTIME_NAME, WORK_ROOT, ArmedCommand, FastPathUnavailable
+from ferry.hosts.streams import Stream
 from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
@@ -51,7 +55,8 @@ class ContainerMigration(MigrationSteps):
         self.shared = context.request.spec.transfer is Transfer.SHARED_DIRECTORY
         self._volume_copies: list[VolumeCopy] | None = None
         self._volumes_since: str | None = None  # after a restart: every volume is sent whole
-        self._relays: dict[str, Relay] | None = None
+        self._relays: dict[str, Stream] | None = None
+        self._armed_checkpoint: ArmedCommand | None = None
 
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
 
@@ -82,10 +87,12 @@ class ContainerMigration(MigrationSteps):
                     "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
                 )
             host.ensure_criu_options()
+        if self.state.mechanism is None:
+            self.state.mechanism = self._choose_mechanism(info)
         self.state.source_container_id = info["Id"]
         if self.live:
             self.state.fingerprint_pid = int(info["State"]["Pid"])
-            self.state.fingerprint_stack = source.stack_address(self.state.fingerprint_pid)
+            self.state.fingerprint_stack = processes.stack_address(source, self.state.fingerprint_pid)
         self.ctx.save()
 
         self._check_bind_mounts(info)
@@ -96,8 +103,53 @@ class ContainerMigration(MigrationSteps):
         self.state.checkpoint_name = f"ferry-{self.ctx.request.uid}"
         self._copy_volumes_before_the_freeze()
         self._relays = self._arm_relays()
+        if self.fast:
+            self._prepare_fast_path()
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
+
+    @property
+    def fast(self) -> bool:
+        """Checkpoint by runc and restore by ferry's runtime wrapper, past Docker's checkpoint store."""
+        return self.state.mechanism == "runc"
+
+    def _choose_mechanism(self, info: dict[str, Any]) -> str:
+        """The fast path when both hosts opted in and the container allows it; Docker's API otherwise."""
+        source, target = self.source, self.target
+        if not self.live or source.runc is None or target.runc is None:
+            return "docker"
+        if info["HostConfig"].get("AutoRemove"):
+            raise Problem(
+                "AutoRemove",
+                f"container '{self.container}' runs with --rm: Docker would delete it (and its only "
+                "checkpoint) at the freeze; recreate it without --rm to move it live",
+            )
+        try:
+            for host in (source, target):
+                assert host.runc is not None
+                host.runc.install_runtime()
+        except FastPathUnavailable as error:
+            raise Problem("FastPathUnavailable", str(error)) from None
+        self.state.restart_policy = dict(info["HostConfig"].get("RestartPolicy") or {"Name": "no"})
+        return "runc"
+
+    def _prepare_fast_path(self) -> None:
+        """Before the freeze: empty dump directories, the target's restore prepared, the dump armed."""
+        source, target, paths = self.source, self.target, self._paths()
+        assert source.runc is not None and target.runc is not None
+        runtime = source.engine.inspect_container(self._source_id())["HostConfig"].get("Runtime") or "runc"
+        try:
+            root = source.runc.runc_root(self._source_id(), runtime)
+        except FastPathUnavailable as error:
+            raise Problem("FastPathUnavailable", str(error)) from None
+        source.runc.prepare_dump(self._dump_work(), paths.source_checkpoint)
+        target.runc.prepare_restore(self._target_id(), paths.target_checkpoint)
+        self._armed_checkpoint = source.runc.armed_checkpoint(
+            root, self._source_id(), paths.source_checkpoint, self._dump_work()
+        )
+
+    def _dump_work(self) -> str:
+        return f"{WORK_ROOT}/{self.ctx.request.uid}/dump"
 
     def _check_bind_mounts(self, info: dict[str, Any]) -> None:
         for host_path, container_path in bind_sources(info):
@@ -189,6 +241,8 @@ class ContainerMigration(MigrationSteps):
         image_name, image_id = info["Config"]["Image"], info["Image"]
         image = image_name if _image_id(self.target, image_name) == image_id else image_id
         body = clone_create_body(info, image=image, labels={MIGRATION_LABEL: uid})
+        if self.fast:
+            body["HostConfig"]["Runtime"] = RUNTIME_NAME  # its create restores; otherwise it is runc
         return self.target.engine.create_container(name, body)
 
     # -- Checkpointing: the freeze; downtime starts.
@@ -198,6 +252,10 @@ class ContainerMigration(MigrationSteps):
             started = now()
             self.source.engine.stop(self._source_id())  # Cold: the freeze is a stop; memory is dropped
             self.state.metrics.checkpoint_ms = milliseconds(started, now())
+            self.ctx.advance(Phase.TRANSFERRING)
+            return
+        if self.fast:
+            self._checkpoint_with_runc()
             self.ctx.advance(Phase.TRANSFERRING)
             return
         source_id = self._source_id()
@@ -218,6 +276,43 @@ class ContainerMigration(MigrationSteps):
                     log.warning("checkpoint of %s failed (%s); trying again", self.container, error)
             self.state.metrics.checkpoint_ms = milliseconds(started, now())
         self.ctx.advance(Phase.TRANSFERRING)
+
+    def _checkpoint_with_runc(self) -> None:
+        """runc dumps the container into its Docker checkpoint directory (so that Docker's own restore
+        can roll back), with its restart policy set aside: Docker must not restart what runc ended."""
+        source, source_id, work = self.source, self._source_id(), self._dump_work()
+        assert source.runc is not None
+        started = now()
+        armed, self._armed_checkpoint = self._armed_checkpoint, None
+        if armed is None:  # resumed after a restart: a dump may be complete, still running, or not begun
+            dump = source.runc.dump_state(work)
+            if dump == "running":
+                source.runc.wait_for_dump(work, timeout=600)
+                dump = source.runc.dump_state(work)
+            if dump == "complete":
+                return
+            if not source.engine.inspect_container(source_id)["State"]["Running"]:
+                raise Problem(
+                    "CheckpointLost",
+                    f"{self.state.workload} stopped on {source.name} without a complete dump",
+                )
+            self._prepare_fast_path()
+            armed, self._armed_checkpoint = self._armed_checkpoint, None
+            assert armed is not None
+        source.engine.set_restart_policy(source_id, {"Name": "no"})
+        try:
+            armed.fire()
+        except HOST_ERRORS as error:
+            if source.engine.inspect_container(source_id)["State"]["Running"]:
+                # CRIU resumes the tasks when a dump fails: nothing stays frozen.
+                self._give_back_restart_policy(source, source_id)
+                raise Problem("CheckpointFailed", str(error), frozen=False) from None
+            raise Problem("CheckpointFailed", str(error)) from None
+        self.state.metrics.checkpoint_ms = milliseconds(started, now())
+
+    def _give_back_restart_policy(self, host: DockerHost, container_id: str) -> None:
+        if self.state.restart_policy is not None:
+            host.engine.set_restart_policy(container_id, self.state.restart_policy)
 
     # -- Transferring: checkpoint images and the writable layer go to the target.
 
@@ -267,31 +362,58 @@ class ContainerMigration(MigrationSteps):
         )
         self.state.metrics.rootfs_bytes = self.source.directory_bytes(f"{source_shared}/{staging}/rootfs")
 
-    def _arm_relays(self) -> dict[str, Relay]:
+    def _arm_relays(self) -> dict[str, Stream]:
         """Starts the copies (checkpoint, writable layer, what changed in volumes), held until fired."""
         source, target, paths = self.source, self.target, self._paths()
-        relays = {
+        tag = self.ctx.request.uid
+        relays: dict[str, Stream] = {
             f"volume:{v.name}": source.tree_relay(
-                v.source_dir, target, v.target_dir, fresh=False, armed=True, changed_since=self._volumes_since
+                v.source_dir,
+                target,
+                v.target_dir,
+                fresh=False,
+                armed=True,
+                changed_since=self._volumes_since,
+                tag=tag,
             )
             for v in self._volumes()
         }
         if self.shared:
             return relays
         relays["rootfs"] = source.tree_relay(
-            paths.source_upper, target, paths.target_upper, fresh=False, armed=True
+            paths.source_upper, target, paths.target_upper, fresh=False, armed=True, tag=tag
         )
         if self.live:
             relays["checkpoint"] = source.tree_relay(
-                paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True
+                paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True, tag=tag
             )
         return relays
 
     def release(self) -> None:
-        """Closes relays armed for a transfer that will not happen."""
+        """Closes streams armed for a transfer that will not happen; once the migration has ended,
+        removes what the fast path left on the hosts (dump work files, stream keys, prepared restore)."""
         for relay in (self._relays or {}).values():
             relay.close()
         self._relays = None
+        if self._armed_checkpoint is not None:
+            self._armed_checkpoint.close()
+            self._armed_checkpoint = None
+        if self.state.phase.is_terminal:
+            self._remove_fast_path_files()
+
+    def _remove_fast_path_files(self) -> None:
+        uid = self.ctx.request.uid
+        try:
+            if self.state.source_host is not None:
+                self.source.remove_tree(f"{WORK_ROOT}/{uid}")
+            if self.state.target_host is not None:
+                target = self.target
+                if target.peer is not None:
+                    revoke_keys(target.ssh, target.peer.authorized_keys, f"ferry:{uid}:")
+                if target.runc is not None and self.state.target_container_id is not None:
+                    target.runc.forget_restore(self.state.target_container_id)
+        except HOST_ERRORS as error:
+            log.warning("could not remove the fast path's files of %s: %s", uid, error)
 
     def _paths(self) -> TransferPaths:
         """Where the checkpoint and writable layers live on both hosts; looked up before the freeze."""
@@ -360,7 +482,7 @@ class ContainerMigration(MigrationSteps):
         expected = self.state.fingerprint_stack
         if expected is None:
             return
-        found = host.stack_address(int(state["Pid"]))
+        found = processes.stack_address(host, int(state["Pid"]))
         if found != expected:
             raise Problem(
                 "StartedFromScratch",
@@ -403,10 +525,23 @@ class ContainerMigration(MigrationSteps):
             self.target.engine.remove_container(self.state.target_container_id)
 
     def _start(self, host: DockerHost, container_id: str) -> None:
-        if self.live:
+        if self.fast and host is self.target:
+            self._restore_with_runtime_wrapper(host, container_id)
+        elif self.live:
             start_from_checkpoint(host, container_id, self._checkpoint_name())
+            if self.fast:  # a rollback on the source, through Docker's own restore
+                self._give_back_restart_policy(host, container_id)
         else:
             host.engine.start(container_id)
+
+    def _restore_with_runtime_wrapper(self, host: DockerHost, container_id: str) -> None:
+        """A plain start: ferry's runtime turns containerd's create into `runc restore`."""
+        try:
+            host.engine.start(container_id)
+        except DockerError as error:
+            assert host.runc is not None
+            detail = host.runc.restore_log(container_id)
+            raise Problem("RestoreFailed", f"{error}; CRIU: {detail or 'no log'}") from None
 
     def _wait_until_settled(
         self, host: DockerHost, container_id: str, timeout: float = 30.0
@@ -434,6 +569,70 @@ class ContainerMigration(MigrationSteps):
     def _frozen_at(self) -> Any:
         assert self.state.frozen_at is not None
         return self.state.frozen_at
+
+    def _steps_before_removing_the_source(self) -> list[tuple[str, Callable[[], None]]]:
+        """What Verifying does while the source can still take over, each named for a report."""
+        spec, steps = self.ctx.request.spec, []
+        if spec.redirect:
+            steps.append((f"forwarding the ports of {self.source.name}", self._redirect_source_ports))
+        if self.live and not spec.keep_checkpoint:
+            target_id, name = self._target_id(), self._checkpoint_name()
+            steps.append(
+                (
+                    f"removing checkpoint {name} on {self.target.name}",
+                    lambda: self.target.engine.delete_checkpoint(target_id, name),
+                )
+            )
+        if self.shared:
+            steps.append((f"removing the staging directory on {self.source.name}", self._remove_staging))
+        return steps
+
+    def _remove_staging(self) -> None:
+        self.source.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
+
+    def _why_the_source_cannot_come_back(self, source_id: str) -> str | None:
+        info = self.source.engine.find_container(source_id)
+        if info is None:
+            return f"the source container {source_id[:12]} is gone from {self.source.name}"
+        name = self._checkpoint_name()
+        if (
+            self.live
+            and not info["State"]["Running"]
+            and name not in self.source.engine.list_checkpoints(source_id)
+        ):
+            return f"checkpoint {name} is gone from {self.source.name}"
+        return None
+
+    def _keep_the_target(self, cause: str, unrestorable: str) -> None:
+        """The source cannot come back: the target is the only copy. Kept if it runs; waited for if not."""
+        target_id = self.state.target_container_id
+        info = self.target.engine.find_container(target_id) if target_id is not None else None
+        if info is None or not info["State"]["Running"]:
+            raise Problem(
+                "NowhereToRun",
+                f"{unrestorable}, and no container of this migration runs on {self.target.name}: "
+                f"{self.state.workload} runs nowhere",
+            )
+        self.ctx.advance(
+            Phase.SUCCEEDED,
+            f"{self.state.workload} stays on {self.target.name}, where it runs: the rollback (after: "
+            f"{cause}) cannot bring it back, as {unrestorable}",
+            reason="TargetKept",
+        )
+
+    @staticmethod
+    def _attempt(what: str, step: Callable[[], None]) -> list[str]:
+        """Runs a step whose failure must not roll back; returns what was not done (and why)."""
+        try:
+            step()
+        except (Problem, *HOST_ERRORS) as error:
+            log.warning("%s failed: %s", what, error)
+            return [f"{what} ({error})"]
+        return []
+
+    @staticmethod
+    def _not_done(steps: list[str]) -> str:
+        return f"; not done: {'; '.join(steps)}" if steps else ""
 
 
 def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) -> None:

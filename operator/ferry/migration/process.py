@@ -10,7 +10,9 @@ import time
 
 from ferry.hosts import processes
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.streams import Relay
+from ferry.hosts.shell import RemoteShell
+from ferry.hosts.ssh import Commands
+from ferry.hosts.streams import Stream
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps
@@ -29,7 +31,8 @@ class ProcessMigration(MigrationSteps):
         self.workdir = f"{IMAGES_ROOT}/{context.request.uid}"
         self.dumped = f"{self.workdir}/dumped"  # on the source
         self.received = f"{self.workdir}/received"  # on the target
-        self._relay: Relay | None = None
+        self._relay: Stream | None = None
+        self._shells: dict[str, RemoteShell] = {}  # by host name: open from before the freeze
 
     def prepare(self) -> None:
         started = now()
@@ -62,14 +65,17 @@ class ProcessMigration(MigrationSteps):
                     "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
                 )
         self.state.fingerprint_pid = pid
-        self.state.fingerprint_stack = source.stack_address(pid)
+        self.state.fingerprint_stack = processes.stack_address(source, pid)
         self.state.shell_job = info.shell_job
         self.state.checkpoint_name = self.dumped
         for host, images in ((source, self.dumped), (target, self.received)):
             host.remove_tree(images)
             host.make_private_directory(images)
             host.make_private_directory(f"{images}.work")
-        self._relay = source.tree_relay(self.dumped, target, self.received, fresh=True, armed=True)
+        self._relay = source.tree_relay(
+            self.dumped, target, self.received, fresh=True, armed=True, tag=self.ctx.request.uid
+        )
+        self._shells = {host.name: RemoteShell(host.ssh) for host in (source, target)}
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
 
@@ -90,15 +96,16 @@ class ProcessMigration(MigrationSteps):
     def checkpoint(self) -> None:
         pid = self._pid()
         started = now()
+        source = self._on(self.source)
         if (
-            processes.is_alive(self.source, pid)
-            and self.source.stack_address(pid) == self.state.fingerprint_stack
+            processes.is_alive(source, pid)
+            and processes.stack_address(source, pid) == self.state.fingerprint_stack
         ):
             try:
-                processes.criu_dump(self.source, pid, self.dumped, shell_job=self._shell_job())
+                processes.criu_dump(source, pid, self.dumped, shell_job=self._shell_job())
             except HOST_ERRORS as error:
                 # CRIU resumes the process when a dump fails: nothing stays frozen.
-                frozen = not processes.is_alive(self.source, pid)
+                frozen = not processes.is_alive(source, pid)
                 raise Problem("CheckpointFailed", str(error), frozen=frozen) from None
         self.state.metrics.checkpoint_ms = milliseconds(started, now())
         self.ctx.advance(Phase.TRANSFERRING)
@@ -170,24 +177,34 @@ class ProcessMigration(MigrationSteps):
         if self._relay is not None:
             self._relay.close()
             self._relay = None
+        for shell in self._shells.values():
+            shell.close()
+        self._shells = {}
 
     def _restore_on(self, host: DockerHost, images: str) -> None:
         try:
-            processes.criu_restore(host, images, shell_job=self._shell_job())
+            processes.criu_restore(self._on(host), images, shell_job=self._shell_job())
         except HOST_ERRORS as error:
             raise Problem("RestoreFailed", str(error)) from None
 
     def _runs_on(self, host: DockerHost) -> bool:
         """The process runs its checkpointed memory in this host's network namespace."""
-        pid = self._pid()
-        if not processes.is_alive(host, pid) or host.stack_address(pid) != self.state.fingerprint_stack:
+        pid, on = self._pid(), self._on(host)
+        if (
+            not processes.is_alive(on, pid)
+            or processes.stack_address(on, pid) != self.state.fingerprint_stack
+        ):
             return False
-        return processes.network_namespace(host, pid) == processes.network_namespace(host)
+        return processes.network_namespace(on, pid) == processes.network_namespace(on)
 
     def _wait_for_pid_release(self, host: DockerHost) -> None:
         deadline = time.monotonic() + PID_RELEASE_SECONDS
-        while processes.is_alive(host, self._pid()) and time.monotonic() < deadline:
+        while processes.is_alive(self._on(host), self._pid()) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def _on(self, host: DockerHost) -> Commands:
+        """The shell kept open on the host since before the freeze, else its SSH session."""
+        return self._shells.get(host.name) or host
 
     def _pid(self) -> int:
         assert self.state.fingerprint_pid is not None

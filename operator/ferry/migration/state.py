@@ -137,6 +137,8 @@ class MigrationState:
     shell_job: bool | None = None  # a process outside its own session: CRIU needs --shell-job
     redirect: str | None = None  # the forwarding the source host does for clients of the old address
     restore_requested: bool = False  # the target may have been started: rollback must make sure it is not
+    mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
+    restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
     start_time: datetime | None = None
     frozen_at: datetime | None = None
     completion_time: datetime | None = None
@@ -170,6 +172,8 @@ class MigrationState:
             "checkpointName": self.checkpoint_name,
             "transfer": self.transfer,
             "restoreRequested": self.restore_requested or None,
+            "mechanism": self.mechanism,
+            "restartPolicy": self.restart_policy,
             "redirect": self.redirect,
             "startTime": _optional_timestamp(self.start_time),
             "frozenAt": _optional_timestamp(self.frozen_at),
@@ -228,6 +232,8 @@ class MigrationState:
             checkpoint_name=status.get("checkpointName"),
             transfer=status.get("transfer"),
             restore_requested=bool(status.get("restoreRequested", False)),
+            mechanism=status.get("mechanism"),
+            restart_policy=status.get("restartPolicy"),
             redirect=status.get("redirect"),
             fingerprint_pid=fingerprint.get("pid"),
             fingerprint_stack=fingerprint.get("stackAddress"),

@@ -1,0 +1,180 @@
+"""The fast path (runc checkpoint, ferry's runtime wrapper, direct host-to-host streams) on the real lab.
+
+The lab's hosts opt in (spec.fastPath and spec.peerTransfer), so every other end-to-end test runs on
+it too; these tests check what is particular to it: memory of every size arrives intact, nothing of
+it is left on the hosts, restart policies cannot make a workload run twice, and hosts that do not
+opt in still move through Docker's own checkpoint API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.lab import MEMHOG, REPO, Counter, Lab, OperatorProcess, unique, wait_for
+
+AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"
+FERRY_STATE = Path("/var/lib/ferry")
+
+
+def status_of(lab: Lab, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = lab.wait_until(name, timeout=300)["status"]
+    return status
+
+
+def assert_nothing_left(uid: str, target_container_id: str | None) -> None:
+    """No stream key, dump work directory or prepared restore outlives the migration."""
+    assert f"ferry:{uid}:" not in AUTHORIZED_KEYS.read_text()
+    assert not (FERRY_STATE / "work" / uid).exists()
+    keys = FERRY_STATE / "keys"
+    assert not [key for key in keys.iterdir() if uid in key.name] if keys.exists() else True
+    if target_container_id is not None:
+        assert not (FERRY_STATE / "restore" / target_container_id).exists()
+
+
+@pytest.mark.parametrize("mib", [64, 256])
+def test_memory_of_every_size_arrives_intact_and_counting_goes_on(
+    lab: Lab, operator: OperatorProcess, mib: int
+) -> None:
+    counter = Counter(lab, prefix=f"memhog{mib}", image=MEMHOG, command=[str(mib)])
+    name = unique(f"mig-fast-{mib}")
+    lab.migration(name, counter.name, target="node2")
+    status = status_of(lab, name)
+    assert status["phase"] == "Succeeded", status
+    assert status["mechanism"] == "runc"
+    assert status["metrics"]["checkpointBytes"] >= mib * 1024 * 1024
+    # memhog re-reads its whole buffer every 100 lines and stops with CORRUPT on a mismatch.
+    wait_for(lambda: len(lab.logs("node2", counter.name)) > 250, 60, "two memory checks on node2")
+    assert counter.assert_runs_once_and_continuous() == "node2"
+
+
+def test_nothing_of_the_fast_path_is_left_on_either_host(lab: Lab, operator: OperatorProcess) -> None:
+    counter, name = Counter(lab), unique("mig-fast-clean")
+    lab.migration(name, counter.name, target="node2")
+    status = status_of(lab, name)
+    assert status["phase"] == "Succeeded", status
+    uid = lab.get_migration(name)["metadata"]["uid"]
+    assert_nothing_left(uid, status["targetContainerID"])
+    checkpoints = lab.docker("node2", "checkpoint", "ls", counter.name).stdout.split()[1:]
+    assert checkpoints == []
+
+
+def test_restarted_twin_runs_through_the_wrapper_like_any_container(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter, name = Counter(lab), unique("mig-fast-restart")
+    lab.migration(name, counter.name, target="node2")
+    assert status_of(lab, name)["phase"] == "Succeeded"
+    lab.docker("node2", "restart", "-t", "1", counter.name)
+    assert lab.running("node2", counter.name)
+    wait_for(lambda: lab.logs("node2", counter.name)[-1] == "5", 30, "the restarted twin to count afresh")
+
+
+def test_restart_policy_cannot_start_the_source_again(lab: Lab, operator: OperatorProcess) -> None:
+    counter = Counter(lab, prefix="always", docker_args=["--restart", "always"])
+    name = unique("mig-fast-always")
+    lab.migration(name, counter.name, target="node2")
+    status = status_of(lab, name)
+    assert status["phase"] == "Succeeded", status
+    assert status["restartPolicy"]["Name"] == "always"
+    assert counter.assert_runs_once_and_continuous() == "node2"
+    policy = lab.docker("node2", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", counter.name)
+    assert policy.stdout.strip() == "always"
+
+
+def test_rollback_from_the_fast_path_gives_back_the_restart_policy(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter = Counter(lab, prefix="always-back", docker_args=["--restart", "always"])
+    name = unique("mig-fast-rollback")
+    with failing_restore(lab, "node2"):
+        lab.migration(name, counter.name, target="node2")
+        status = status_of(lab, name)
+    assert status["phase"] == "RolledBack", status
+    assert status["mechanism"] == "runc"
+    assert counter.assert_runs_once_and_continuous() == "node1"
+    policy = lab.docker("node1", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", counter.name)
+    assert policy.stdout.strip() == "always"
+    assert counter.name not in lab.container_names("node2")
+    assert_nothing_left(lab.get_migration(name)["metadata"]["uid"], status.get("targetContainerID"))
+
+
+def test_host_without_the_fast_path_moves_through_dockers_checkpoint_api(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter, name = Counter(lab), unique("mig-docker-path")
+    with host_without_fast_path(lab, "node2"):
+        lab.migration(name, counter.name, target="node2")
+        status = status_of(lab, name)
+    assert status["phase"] == "Succeeded", status
+    assert status["mechanism"] == "docker"
+    assert counter.assert_runs_once_and_continuous() == "node2"
+
+
+def test_operator_killed_while_streaming_resumes_and_runs_once(lab: Lab, operator: OperatorProcess) -> None:
+    counter = Counter(lab, prefix="memhog-crash", image=MEMHOG, command=["64"])
+    name = unique("mig-fast-crash")
+    lab.migration(name, counter.name, target="node2", pauses="Transferring=3")
+    lab.wait_for_phase(name, "Transferring")
+    operator.kill()
+    operator.start()
+    status = status_of(lab, name)
+    assert status["phase"] in ("Succeeded", "RolledBack"), status
+    expected = "node2" if status["phase"] == "Succeeded" else "node1"
+    assert counter.assert_runs_once_and_continuous() == expected
+
+
+def test_operator_killed_while_checkpointing_never_takes_a_partial_dump(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter = Counter(lab, prefix="memhog-dump", image=MEMHOG, command=["256"])
+    name = unique("mig-fast-dump-crash")
+    lab.migration(name, counter.name, target="node2")
+    lab.wait_for_phase(name, "Checkpointing", timeout=120)
+    operator.kill()  # most likely while runc is still writing the 256 MiB
+    operator.start()
+    status = status_of(lab, name)
+    assert status["phase"] in ("Succeeded", "RolledBack"), status
+    expected = "node2" if status["phase"] == "Succeeded" else "node1"
+    wait_for(lambda: len(lab.logs(expected, counter.name)) > 250, 60, "a memory check after the move")
+    assert counter.assert_runs_once_and_continuous() == expected
+
+
+@contextlib.contextmanager
+def failing_restore(lab: Lab, host: str) -> Iterator[None]:
+    """CRIU on `host` fails every restore (runc reaches CRIU through `criu swrk`)."""
+    path = Path(lab.lab("bin", host).stdout.strip()) / "criu"
+    path.write_text(
+        '#!/bin/sh\nif [ "$1" = swrk ]; then echo "criu: injected restore failure" >&2; exit 1; fi\n'
+        'exec /usr/local/sbin/criu "$@"\n'
+    )
+    path.chmod(0o755)
+    try:
+        yield
+    finally:
+        path.unlink()
+
+
+@contextlib.contextmanager
+def host_without_fast_path(lab: Lab, host: str) -> Iterator[None]:
+    spec = lab.kubectl("get", "dockerhost", host, "-o", "json").stdout
+    removed = json.dumps([{"op": "remove", "path": "/spec/fastPath"}])
+    lab.kubectl("patch", "dockerhost", host, "--type", "json", "-p", removed)
+    try:
+        yield
+    finally:
+        fast_path = json.loads(spec)["spec"]["fastPath"]
+        lab.kubectl(
+            "patch",
+            "dockerhost",
+            host,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"fastPath": fast_path}}),
+        )
