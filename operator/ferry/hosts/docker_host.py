@@ -47,6 +47,7 @@ class DockerHost:
         self.runc = RuncHost(name, session, self.engine, fast_path) if fast_path is not None else None
         self.peer = peer
         self._root_dir: str | None = None
+        self._has_lz4: bool | None = None
 
     def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
@@ -108,8 +109,18 @@ class DockerHost:
         """
         producer, consumer = _pack(source_dir, changed_since), _unpack(target_dir, fresh=fresh)
         if target.peer is not None:
-            return PeerStream(self.ssh, producer, target.ssh, consumer, target.peer, self.address(), tag)
+            compress = self.has_lz4() and target.has_lz4()
+            return PeerStream(
+                self.ssh, producer, target.ssh, consumer, target.peer, self.address(), tag, compress=compress
+            )
         return Relay(self.ssh, producer, target.ssh, consumer, armed=armed)
+
+    def has_lz4(self) -> bool:
+        """Direct streams go through lz4 when both hosts have it: it costs little on memory that does
+        not compress (lz4 stores such blocks as they are) and saves much on memory that does."""
+        if self._has_lz4 is None:
+            self._has_lz4 = self.ssh.run(["lz4", "--version"], check=False, timeout=30).exit_code == 0
+        return self._has_lz4
 
     def address(self) -> str | None:
         """This host's own IP address as its peers see it, when its SSH address is one."""
