@@ -104,6 +104,21 @@ class SecretKeyRef:
 
 
 @dataclass(frozen=True)
+class FastPathSpec:
+    """The host opts into checkpoints and restores past Docker's checkpoint store (runc + ferry's runtime)."""
+
+    exec_root: str = "/var/run/docker"
+    daemon_config: str = "/etc/docker/daemon.json"
+
+
+@dataclass(frozen=True)
+class PeerTransferSpec:
+    """Other hosts may stream to this one directly, with one-off keys added to this file."""
+
+    authorized_keys_file: str = "/root/.ssh/authorized_keys"
+
+
+@dataclass(frozen=True)
 class DockerHostSpec:
     name: str
     address: str
@@ -115,6 +130,8 @@ class DockerHostSpec:
     max_concurrent_migrations: int = 2
     allowed_namespaces: tuple[str, ...] = field(default=("*",))
     shared_directory: str | None = None
+    fast_path: FastPathSpec | None = None
+    peer_transfer: PeerTransferSpec | None = None
 
     def allows_namespace(self, namespace: str) -> bool:
         return "*" in self.allowed_namespaces or namespace in self.allowed_namespaces
@@ -133,8 +150,34 @@ class DockerHostSpec:
             raise SpecError(f"{where}: spec.sshKeySecretRef needs name and namespace")
         socket = spec.get("dockerSocket", "/var/run/docker.sock")
         shared = spec.get("sharedDirectory")
-        for label, path in (("dockerSocket", socket), ("sharedDirectory", shared)):
-            if path is not None and not (isinstance(path, str) and ABSOLUTE_PATH.fullmatch(path)):
+        fast = _optional_mapping(spec, "fastPath", where)
+        peer = _optional_mapping(spec, "peerTransfer", where)
+        fast_path = (
+            FastPathSpec(
+                exec_root=fast.get("execRoot", FastPathSpec.exec_root),
+                daemon_config=fast.get("daemonConfig", FastPathSpec.daemon_config),
+            )
+            if fast is not None
+            else None
+        )
+        peer_transfer = (
+            PeerTransferSpec(
+                authorized_keys_file=peer.get("authorizedKeysFile", PeerTransferSpec.authorized_keys_file)
+            )
+            if peer is not None
+            else None
+        )
+        paths = {
+            "dockerSocket": socket,
+            "sharedDirectory": shared,
+            "fastPath.execRoot": fast_path.exec_root if fast_path else None,
+            "fastPath.daemonConfig": fast_path.daemon_config if fast_path else None,
+            "peerTransfer.authorizedKeysFile": peer_transfer.authorized_keys_file if peer_transfer else None,
+        }
+        for label, path in paths.items():
+            if path is not None and not (
+                isinstance(path, str) and ABSOLUTE_PATH.fullmatch(path) and "/.." not in path
+            ):
                 raise SpecError(f"{where}: spec.{label} must be an absolute path, not {path!r}")
         return cls(
             name=name,
@@ -149,6 +192,8 @@ class DockerHostSpec:
             max_concurrent_migrations=_bounded_integer(spec, "maxConcurrentMigrations", 2, 1, 64, where),
             allowed_namespaces=_string_list(spec, "allowedNamespaces", ["*"], where),
             shared_directory=shared,
+            fast_path=fast_path,
+            peer_transfer=peer_transfer,
         )
 
 
@@ -164,6 +209,15 @@ def _string_list(spec: Mapping[str, Any], key: str, default: list[str], where: s
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise SpecError(f"{where}: spec.{key} must be a list of strings, not {value!r}")
     return tuple(value)
+
+
+def _optional_mapping(spec: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}: spec.{key} must be an object")
+    return value
 
 
 def _mapping(spec: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:

@@ -161,6 +161,10 @@ class DockerEngine:
     def stop(self, container_id: str, timeout: int = 10) -> None:
         self._call(f"stopping container {container_id[:12]}", self.api.stop, container_id, timeout=timeout)
 
+    def set_restart_policy(self, container_id: str, policy: Mapping[str, Any]) -> None:
+        what = f"updating container {container_id[:12]}"
+        self._call(what, self.api.update_container, container_id, restart_policy=dict(policy))
+
     def remove_container(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
             self._call(

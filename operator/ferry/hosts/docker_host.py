@@ -8,8 +8,10 @@ import shlex
 from collections.abc import Sequence
 
 from ferry.hosts.docker_engine import DockerEngine
+from ferry.hosts.peer_stream import PeerEndpoint, PeerStream
+from ferry.hosts.runc import FastPathConfig, RuncHost
 from ferry.hosts.ssh import SSHSession
-from ferry.hosts.streams import Relay
+from ferry.hosts.streams import Relay, Stream
 
 # Overlay whiteouts and opaque directories are xattrs/devices: keep them, and numeric owners.
 TAR_OPTIONS = (
@@ -17,6 +19,7 @@ TAR_OPTIONS = (
     "--xattrs-include=trusted.*",
     "--xattrs-include=security.capability",
     "--numeric-owner",
+    "--totals",
 )
 CRIU_VERSION = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
 RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"  # runc hands these options to CRIU; Docker's API cannot
@@ -26,10 +29,23 @@ CRIU_OPTIONS = ("tcp-close", "skip-in-flight")
 
 
 class DockerHost:
-    def __init__(self, name: str, session: SSHSession, docker_socket: str) -> None:
+    """One host. `runc` is set when it opted into the fast path; `peer` when other hosts may stream
+    to it directly (how they reach its sshd, where it keeps authorized keys)."""
+
+    def __init__(
+        self,
+        name: str,
+        session: SSHSession,
+        docker_socket: str,
+        *,
+        fast_path: FastPathConfig | None = None,
+        peer: PeerEndpoint | None = None,
+    ) -> None:
         self.name = name
         self.ssh = session
         self.engine = DockerEngine(session, docker_socket)
+        self.runc = RuncHost(name, session, self.engine, fast_path) if fast_path is not None else None
+        self.peer = peer
         self._root_dir: str | None = None
 
     def docker_root_dir(self) -> str:
@@ -82,20 +98,27 @@ class DockerHost:
         fresh: bool,
         armed: bool,
         changed_since: str | None = None,
-    ) -> Relay:
-        """A relay that copies a directory's content into a directory on another host.
+        tag: str = "ferry",
+    ) -> Stream:
+        """A stream that copies a directory's content into a directory on another host.
 
-        With `fresh`, the target directory is first emptied and made readable by root only. With
-        `changed_since` (seconds since the epoch, as the source host's `date +%s.%N` printed them),
-        only what was modified after that moment is sent.
+        It goes straight to the target when the target accepts direct streams (`peer`), else through
+        the operator. With `fresh`, the target directory is first emptied and made readable by root
+        only. With `changed_since` (seconds since the epoch, as the source host's `date +%s.%N`
+        printed them), only what was modified after that moment is sent. `tag` names the direct
+        stream's key, so that what a migration left can be found and withdrawn.
         """
-        return Relay(
-            self.ssh,
-            _pack(source_dir, changed_since),
-            target.ssh,
-            _unpack(target_dir, fresh=fresh),
-            armed=armed,
-        )
+        producer, consumer = _pack(source_dir, changed_since), _unpack(target_dir, fresh=fresh)
+        if target.peer is not None:
+            return PeerStream(self.ssh, producer, target.ssh, consumer, target.peer, self.address(), tag)
+        return Relay(self.ssh, producer, target.ssh, consumer, armed=armed)
+
+    def address(self) -> str | None:
+        """This host's own IP address as its peers see it, when its SSH address is one."""
+        try:
+            return str(ipaddress.ip_address(self.ssh.endpoint.address))
+        except ValueError:
+            return None
 
     def copy_local(self, source_dir: str, target_dir: str, *, fresh: bool) -> None:
         """Copies a directory's content into another directory of the same host (or a shared mount)."""

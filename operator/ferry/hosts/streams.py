@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import paramiko
 
@@ -18,6 +19,16 @@ CHUNK = 1 << 20
 
 class TransferFailed(RuntimeError):
     pass
+
+
+class Stream(Protocol):
+    """Bytes from a command on one host into a command on another, set up before it is fired."""
+
+    def fire(self) -> int:
+        """Streams everything; returns the number of bytes moved."""
+        ...
+
+    def close(self) -> None: ...
 
 
 # Runs the producer only once a line arrives on stdin: the session is set up before the freeze.

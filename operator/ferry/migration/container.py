@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,14 @@ from typing import Any
 from ferry.api import Strategy, Transfer
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.streams import Relay
+from ferry.hosts.peer_stream import revoke_keys
+from ferry.hosts.runc import RUNTIME_NAME, WORK_ROOT, ArmedCommand, FastPathUnavailable
+from ferry.hosts.streams import Stream
 from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
-from ferry.migration.steps import MigrationSteps
+from ferry.migration.steps import MigrationSteps, unfinished
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,8 @@ class ContainerMigration(MigrationSteps):
         self.shared = context.request.spec.transfer is Transfer.SHARED_DIRECTORY
         self._volume_copies: list[VolumeCopy] | None = None
         self._volumes_since: str | None = None  # after a restart: every volume is sent whole
-        self._relays: dict[str, Relay] | None = None
+        self._relays: dict[str, Stream] | None = None
+        self._armed_checkpoint: ArmedCommand | None = None
 
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
 
@@ -82,6 +86,8 @@ class ContainerMigration(MigrationSteps):
                     "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
                 )
             host.ensure_criu_options()
+        if self.state.mechanism is None:
+            self.state.mechanism = self._choose_mechanism(info)
         self.state.source_container_id = info["Id"]
         if self.live:
             self.state.fingerprint_pid = int(info["State"]["Pid"])
@@ -96,8 +102,53 @@ class ContainerMigration(MigrationSteps):
         self.state.checkpoint_name = f"ferry-{self.ctx.request.uid}"
         self._copy_volumes_before_the_freeze()
         self._relays = self._arm_relays()
+        if self.fast:
+            self._prepare_fast_path()
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
+
+    @property
+    def fast(self) -> bool:
+        """Checkpoint by runc and restore by ferry's runtime wrapper, past Docker's checkpoint store."""
+        return self.state.mechanism == "runc"
+
+    def _choose_mechanism(self, info: dict[str, Any]) -> str:
+        """The fast path when both hosts opted in and the container allows it; Docker's API otherwise."""
+        source, target = self.source, self.target
+        if not self.live or source.runc is None or target.runc is None:
+            return "docker"
+        if info["HostConfig"].get("AutoRemove"):
+            raise Problem(
+                "AutoRemove",
+                f"container '{self.container}' runs with --rm: Docker would delete it (and its only "
+                "checkpoint) at the freeze; recreate it without --rm to move it live",
+            )
+        try:
+            for host in (source, target):
+                assert host.runc is not None
+                host.runc.install_runtime()
+        except FastPathUnavailable as error:
+            raise Problem("FastPathUnavailable", str(error)) from None
+        self.state.restart_policy = dict(info["HostConfig"].get("RestartPolicy") or {"Name": "no"})
+        return "runc"
+
+    def _prepare_fast_path(self) -> None:
+        """Before the freeze: empty dump directories, the target's restore prepared, the dump armed."""
+        source, target, paths = self.source, self.target, self._paths()
+        assert source.runc is not None and target.runc is not None
+        runtime = source.engine.inspect_container(self._source_id())["HostConfig"].get("Runtime") or "runc"
+        try:
+            root = source.runc.runc_root(self._source_id(), runtime)
+        except FastPathUnavailable as error:
+            raise Problem("FastPathUnavailable", str(error)) from None
+        source.runc.prepare_dump(self._dump_work(), paths.source_checkpoint)
+        target.runc.prepare_restore(self._target_id(), paths.target_checkpoint)
+        self._armed_checkpoint = source.runc.armed_checkpoint(
+            root, self._source_id(), paths.source_checkpoint, self._dump_work()
+        )
+
+    def _dump_work(self) -> str:
+        return f"{WORK_ROOT}/{self.ctx.request.uid}/dump"
 
     def _check_bind_mounts(self, info: dict[str, Any]) -> None:
         for host_path, container_path in bind_sources(info):
@@ -189,6 +240,8 @@ class ContainerMigration(MigrationSteps):
         image_name, image_id = info["Config"]["Image"], info["Image"]
         image = image_name if _image_id(self.target, image_name) == image_id else image_id
         body = clone_create_body(info, image=image, labels={MIGRATION_LABEL: uid})
+        if self.fast:
+            body["HostConfig"]["Runtime"] = RUNTIME_NAME  # its create restores; otherwise it is runc
         return self.target.engine.create_container(name, body)
 
     # -- Checkpointing: the freeze; downtime starts.
@@ -198,6 +251,10 @@ class ContainerMigration(MigrationSteps):
             started = now()
             self.source.engine.stop(self._source_id())  # Cold: the freeze is a stop; memory is dropped
             self.state.metrics.checkpoint_ms = milliseconds(started, now())
+            self.ctx.advance(Phase.TRANSFERRING)
+            return
+        if self.fast:
+            self._checkpoint_with_runc()
             self.ctx.advance(Phase.TRANSFERRING)
             return
         source_id = self._source_id()
@@ -218,6 +275,43 @@ class ContainerMigration(MigrationSteps):
                     log.warning("checkpoint of %s failed (%s); trying again", self.container, error)
             self.state.metrics.checkpoint_ms = milliseconds(started, now())
         self.ctx.advance(Phase.TRANSFERRING)
+
+    def _checkpoint_with_runc(self) -> None:
+        """runc dumps the container into its Docker checkpoint directory (so that Docker's own restore
+        can roll back), with its restart policy set aside: Docker must not restart what runc ended."""
+        source, source_id, work = self.source, self._source_id(), self._dump_work()
+        assert source.runc is not None
+        started = now()
+        armed, self._armed_checkpoint = self._armed_checkpoint, None
+        if armed is None:  # resumed after a restart: a dump may be complete, still running, or not begun
+            dump = source.runc.dump_state(work)
+            if dump == "running":
+                source.runc.wait_for_dump(work, timeout=600)
+                dump = source.runc.dump_state(work)
+            if dump == "complete":
+                return
+            if not source.engine.inspect_container(source_id)["State"]["Running"]:
+                raise Problem(
+                    "CheckpointLost",
+                    f"{self.state.workload} stopped on {source.name} without a complete dump",
+                )
+            self._prepare_fast_path()
+            armed, self._armed_checkpoint = self._armed_checkpoint, None
+            assert armed is not None
+        source.engine.set_restart_policy(source_id, {"Name": "no"})
+        try:
+            armed.fire()
+        except HOST_ERRORS as error:
+            if source.engine.inspect_container(source_id)["State"]["Running"]:
+                # CRIU resumes the tasks when a dump fails: nothing stays frozen.
+                self._give_back_restart_policy(source, source_id)
+                raise Problem("CheckpointFailed", str(error), frozen=False) from None
+            raise Problem("CheckpointFailed", str(error)) from None
+        self.state.metrics.checkpoint_ms = milliseconds(started, now())
+
+    def _give_back_restart_policy(self, host: DockerHost, container_id: str) -> None:
+        if self.state.restart_policy is not None:
+            host.engine.set_restart_policy(container_id, self.state.restart_policy)
 
     # -- Transferring: checkpoint images and the writable layer go to the target.
 
@@ -267,31 +361,58 @@ class ContainerMigration(MigrationSteps):
         )
         self.state.metrics.rootfs_bytes = self.source.directory_bytes(f"{source_shared}/{staging}/rootfs")
 
-    def _arm_relays(self) -> dict[str, Relay]:
+    def _arm_relays(self) -> dict[str, Stream]:
         """Starts the copies (checkpoint, writable layer, what changed in volumes), held until fired."""
         source, target, paths = self.source, self.target, self._paths()
-        relays = {
+        tag = self.ctx.request.uid
+        relays: dict[str, Stream] = {
             f"volume:{v.name}": source.tree_relay(
-                v.source_dir, target, v.target_dir, fresh=False, armed=True, changed_since=self._volumes_since
+                v.source_dir,
+                target,
+                v.target_dir,
+                fresh=False,
+                armed=True,
+                changed_since=self._volumes_since,
+                tag=tag,
             )
             for v in self._volumes()
         }
         if self.shared:
             return relays
         relays["rootfs"] = source.tree_relay(
-            paths.source_upper, target, paths.target_upper, fresh=False, armed=True
+            paths.source_upper, target, paths.target_upper, fresh=False, armed=True, tag=tag
         )
         if self.live:
             relays["checkpoint"] = source.tree_relay(
-                paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True
+                paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True, tag=tag
             )
         return relays
 
     def release(self) -> None:
-        """Closes relays armed for a transfer that will not happen."""
+        """Closes streams armed for a transfer that will not happen; once the migration has ended,
+        removes what the fast path left on the hosts (dump work files, stream keys, prepared restore)."""
         for relay in (self._relays or {}).values():
             relay.close()
         self._relays = None
+        if self._armed_checkpoint is not None:
+            self._armed_checkpoint.close()
+            self._armed_checkpoint = None
+        if self.state.phase.is_terminal:
+            self._remove_fast_path_files()
+
+    def _remove_fast_path_files(self) -> None:
+        uid = self.ctx.request.uid
+        try:
+            if self.state.source_host is not None:
+                self.source.remove_tree(f"{WORK_ROOT}/{uid}")
+            if self.state.target_host is not None:
+                target = self.target
+                if target.peer is not None:
+                    revoke_keys(target.ssh, target.peer.authorized_keys, f"ferry:{uid}:")
+                if target.runc is not None and self.state.target_container_id is not None:
+                    target.runc.forget_restore(self.state.target_container_id)
+        except HOST_ERRORS as error:
+            log.warning("could not remove the fast path's files of %s: %s", uid, error)
 
     def _paths(self) -> TransferPaths:
         """Where the checkpoint and writable layers live on both hosts; looked up before the freeze."""
@@ -323,20 +444,27 @@ class ContainerMigration(MigrationSteps):
     # -- Verifying: the target runs the restored memory, not a fresh start; then clean up.
 
     def verify(self) -> None:
+        """The source is removed last: until then a failure rolls back to it; from then on, the
+        target is the only copy, so what is left to do can only be reported, never rolled back."""
         started = now()
         self._check_restored(self.target, self._target_id())
         self.state.metrics.verify_ms = milliseconds(started, now())
-        if self.ctx.request.spec.redirect:
-            self._redirect_source_ports()
-        self.source.engine.remove_container(self._source_id())
-        if self.shared:
-            self.source.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
-        if self.live and not self.ctx.request.spec.keep_checkpoint:
-            self.target.engine.delete_checkpoint(self._target_id(), self._checkpoint_name())
+        source_id = self._source_id()
+        source_there = self.source.engine.find_container(source_id) is not None
+        not_done = []
+        for what, step in self._steps_before_removing_the_source():
+            if source_there:
+                step()
+            else:  # resumed after the source was removed
+                not_done += self.attempt(what, step)
+        if source_there:
+            remove = f"removing the source container {source_id[:12]} on {self.source.name}"
+            not_done += self.attempt(remove, lambda: self.source.engine.remove_container(source_id))
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
-            f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}",
+            f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}"
+            + unfinished(not_done),
             reason="Migrated",
         )
 
@@ -371,20 +499,31 @@ class ContainerMigration(MigrationSteps):
     # -- RollingBack: bring the workload back on the source from the same checkpoint.
 
     def roll_back(self) -> None:
+        """Brings the workload back on the source; the target is removed first, but only once the
+        source is known to be restorable (if it is not, the target is the only copy and stays)."""
         cause = self.state.message
+        source_id = self._source_id()
+        unrestorable = self._why_the_source_cannot_come_back(source_id)
+        if unrestorable is not None:
+            self._keep_the_target(cause, unrestorable)
+            return
         if self.state.target_container_id is not None:
             self._remove_target_before_rollback()
-        source_id = self._source_id()
         source_state = self._wait_until_settled(self.source, source_id)
         if not source_state["Running"]:
             self._start(self.source, source_id)
         self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), now())
         self._check_restored(self.source, source_id)
+        not_done = []
         if self.live:
-            self.source.engine.delete_checkpoint(source_id, self._checkpoint_name())
+            name = self._checkpoint_name()
+            not_done = self.attempt(
+                f"removing checkpoint {name} on {self.source.name}",
+                lambda: self.source.engine.delete_checkpoint(source_id, name),
+            )
         self.ctx.advance(
             Phase.ROLLED_BACK,
-            f"{self.state.workload} runs again on {self.source.name} after: {cause}",
+            f"{self.state.workload} runs again on {self.source.name} after: {cause}" + unfinished(not_done),
             reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
         )
 
@@ -403,10 +542,23 @@ class ContainerMigration(MigrationSteps):
             self.target.engine.remove_container(self.state.target_container_id)
 
     def _start(self, host: DockerHost, container_id: str) -> None:
-        if self.live:
+        if self.fast and host is self.target:
+            self._restore_with_runtime_wrapper(host, container_id)
+        elif self.live:
             start_from_checkpoint(host, container_id, self._checkpoint_name())
+            if self.fast:  # a rollback on the source, through Docker's own restore
+                self._give_back_restart_policy(host, container_id)
         else:
             host.engine.start(container_id)
+
+    def _restore_with_runtime_wrapper(self, host: DockerHost, container_id: str) -> None:
+        """A plain start: ferry's runtime turns containerd's create into `runc restore`."""
+        try:
+            host.engine.start(container_id)
+        except DockerError as error:
+            assert host.runc is not None
+            detail = host.runc.restore_log(container_id)
+            raise Problem("RestoreFailed", f"{error}; CRIU: {detail or 'no log'}") from None
 
     def _wait_until_settled(
         self, host: DockerHost, container_id: str, timeout: float = 30.0
@@ -434,6 +586,56 @@ class ContainerMigration(MigrationSteps):
     def _frozen_at(self) -> Any:
         assert self.state.frozen_at is not None
         return self.state.frozen_at
+
+    def _steps_before_removing_the_source(self) -> list[tuple[str, Callable[[], None]]]:
+        """What Verifying does while the source can still take over, each named for a report."""
+        spec, steps = self.ctx.request.spec, []
+        if spec.redirect:
+            steps.append((f"forwarding the ports of {self.source.name}", self._redirect_source_ports))
+        if self.live and not spec.keep_checkpoint:
+            target_id, name = self._target_id(), self._checkpoint_name()
+            steps.append(
+                (
+                    f"removing checkpoint {name} on {self.target.name}",
+                    lambda: self.target.engine.delete_checkpoint(target_id, name),
+                )
+            )
+        if self.shared:
+            steps.append((f"removing the staging directory on {self.source.name}", self._remove_staging))
+        return steps
+
+    def _remove_staging(self) -> None:
+        self.source.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
+
+    def _why_the_source_cannot_come_back(self, source_id: str) -> str | None:
+        info = self.source.engine.find_container(source_id)
+        if info is None:
+            return f"the source container {source_id[:12]} is gone from {self.source.name}"
+        name = self._checkpoint_name()
+        if (
+            self.live
+            and not info["State"]["Running"]
+            and name not in self.source.engine.list_checkpoints(source_id)
+        ):
+            return f"checkpoint {name} is gone from {self.source.name}"
+        return None
+
+    def _keep_the_target(self, cause: str, unrestorable: str) -> None:
+        """The source cannot come back: the target is the only copy. Kept if it runs; waited for if not."""
+        target_id = self.state.target_container_id
+        info = self.target.engine.find_container(target_id) if target_id is not None else None
+        if info is None or not info["State"]["Running"]:
+            raise Problem(
+                "NowhereToRun",
+                f"{unrestorable}, and no container of this migration runs on {self.target.name}: "
+                f"{self.state.workload} runs nowhere",
+            )
+        self.ctx.advance(
+            Phase.SUCCEEDED,
+            f"{self.state.workload} stays on {self.target.name}, where it runs: the rollback (after: "
+            f"{cause}) cannot bring it back, as {unrestorable}",
+            reason="TargetKept",
+        )
 
 
 def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) -> None:

@@ -1,0 +1,177 @@
+"""Byte streams that go straight from one host to another over OpenSSH, not through the operator.
+
+Each stream gets a credential that exists only for it: a fresh Ed25519 key whose public half is added
+to the target's authorized keys restricted to one forced command (the receiving end of this stream),
+to the source's address, and to a short lifetime (`expiry-time`, so that a key left by a crashed
+operator dies by itself); the private half is written on the source readable by root only. Both are
+removed once the stream ends. The source checks the target's pinned host key.
+
+The ssh client is started before the freeze (it connects and the target's command waits for data);
+"go" on the armed session's stdin starts the producer, so the freeze pays for neither an SSH
+handshake nor the hosts' shell start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ferry.hosts.ssh import CommandFailed, SSHSession
+from ferry.hosts.streams import TransferFailed, exit_status
+
+log = logging.getLogger(__name__)
+
+KEY_LIFETIME = timedelta(hours=1)
+KEYS_DIR = "/var/lib/ferry/keys"  # private halves on the source, one file per stream, root only
+# Cheap, fast authenticated encryption; the ssh client falls back to its defaults after them.
+CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
+
+# On the source: connect first, wait for "go", then produce into the connection. $1 key file,
+# $2 known_hosts file, $3 port, $4 user@address, the producer's argv after them.
+SEND = (
+    r"""set -eu
+key=$1 known=$2 port=$3 destination=$4; shift 4
+fifo=$key.fifo
+rm -f -- "$fifo" && mkfifo -m 0600 -- "$fifo"
+trap 'rm -f -- "$key" "$known" "$fifo"' EXIT
+ssh -F /dev/null -T -i "$key" -p "$port" -o BatchMode=yes -o IdentitiesOnly=yes \
+  -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known" -o GlobalKnownHostsFile=/dev/null \
+  -o Ciphers="""
+    + CIPHERS
+    + r""" -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
+  -- "$destination" < "$fifo" &
+sender=$!
+exec 3> "$fifo"
+read -r _
+"$@" >&3
+exec 3>&-
+wait "$sender"
+"""
+)
+TOTAL = re.compile(rb"Total bytes written: (\d+)")
+
+
+@dataclass(frozen=True)
+class PeerEndpoint:
+    """How the source reaches the target's sshd, and where the target keeps authorized keys."""
+
+    address: str
+    port: int
+    user: str
+    host_key: str
+    authorized_keys: str
+
+
+def new_key(comment: str) -> tuple[str, str]:
+    """(private key in OpenSSH format, public key line) of a fresh Ed25519 key."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, f"{public.decode()} {comment}"
+
+
+def authorized_line(public: str, command: Sequence[str], source_address: str | None, until: datetime) -> str:
+    options = ["restrict", f'expiry-time="{until.strftime("%Y%m%d%H%M")}Z"']
+    if source_address is not None:
+        options.append(f'from="{source_address}"')
+    forced = shlex.join(command).replace("\\", "\\\\").replace('"', '\\"')
+    options.append(f'command="{forced}"')
+    return f"{','.join(options)} {public}"
+
+
+class PeerStream:
+    """Pipes `producer` on the source into `consumer` on the target over a direct SSH connection.
+
+    The same interface as the operator's `Relay`: build it before the freeze, `fire()` it after.
+    """
+
+    def __init__(
+        self,
+        source: SSHSession,
+        producer: Sequence[str],
+        target: SSHSession,
+        consumer: Sequence[str],
+        peer: PeerEndpoint,
+        source_address: str | None,
+        tag: str,
+    ) -> None:
+        self.source, self.target = source, target
+        self.producer, self.consumer = list(producer), list(consumer)
+        self.peer = peer
+        self.comment = f"ferry:{tag}:{uuid.uuid4().hex[:8]}"
+        private, public = new_key(self.comment)
+        line = authorized_line(public, consumer, source_address, datetime.now(UTC) + KEY_LIFETIME)
+        authorize = 'umask 077 && install -d -m 0700 -- "${1%/*}" && flock "$1" sh -c \'cat >> "$1"\' - "$1"'
+        target.run(
+            ["sh", "-c", authorize, "ferry-authorize", peer.authorized_keys], input=f"{line}\n".encode()
+        )
+        key_file = f"{KEYS_DIR}/{self.comment.replace(':', '-')}"
+        known_as = peer.address if peer.port == 22 else f"[{peer.address}]:{peer.port}"
+        known = f"{known_as} {' '.join(peer.host_key.split()[:2])}\n"
+        write = 'umask 077 && install -d -m 0700 -- "${1%/*}" && cat > "$1" && printf %s "$3" > "$2"'
+        source.run(
+            ["sh", "-c", write, "ferry-key", key_file, f"{key_file}.known", known], input=private.encode()
+        )
+        self._channel = source.open(
+            [
+                "sh",
+                "-c",
+                SEND,
+                "ferry-send",
+                key_file,
+                f"{key_file}.known",
+                str(peer.port),
+                f"{peer.user}@{peer.address}",
+                *self.producer,
+            ],
+            timeout=900,
+        )
+
+    def fire(self) -> int:
+        """Streams everything; returns the number of bytes the producer's tar reported, else 0."""
+        channel = self._channel
+        try:
+            channel.sendall(b"go\n")
+            channel.shutdown_write()
+            channel.makefile("rb").read()
+            stderr = channel.makefile_stderr("rb").read()
+            status = exit_status(channel, 900)
+        except (OSError, EOFError, TimeoutError) as error:
+            broke = error or type(error).__name__
+            raise TransferFailed(
+                f"stream from {self.source.name} to {self.target.name} broke: {broke}"
+            ) from None
+        finally:
+            channel.close()
+        if status != 0:
+            raise CommandFailed(self.source.name, self.producer, status, stderr.decode(errors="replace"))
+        total = TOTAL.search(stderr)
+        return int(total.group(1)) if total else 0
+
+    def close(self) -> None:
+        """Ends the sender and withdraws the key from the target (after the freeze window: it costs
+        a remote command, and the key is restricted and expires anyway)."""
+        self._channel.close()
+        revoke_keys(self.target, self.peer.authorized_keys, self.comment)
+
+
+def revoke_keys(target: SSHSession, authorized_keys: str, comment: str) -> None:
+    """Removes the authorized keys whose comment is `comment` or starts with it (a tag)."""
+    script = (
+        'flock "$1" sh -c \'grep -vF -- " $2" "$1" > "$1.ferry-new"; cat "$1.ferry-new" > "$1"; '
+        'rm -f "$1.ferry-new"\' - "$1" "$2"'
+    )
+    try:
+        target.run(["sh", "-c", script, "ferry-revoke", authorized_keys, comment], timeout=30)
+    except CommandFailed as error:
+        log.warning("could not withdraw stream key %s on %s: %s", comment, target.name, error)
