@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 
 import kopf
 import prometheus_client
 
+from ferry.lease import OPERATOR_NAMESPACE
 
-def main(argv: list[str] | None = None) -> None:
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ferry", description="Live-migrate containers between Docker hosts."
     )
@@ -36,9 +39,18 @@ def main(argv: list[str] | None = None) -> None:
         default=15,
         help="how long a Migration stays ours after we stop renewing it",
     )
+    run.add_argument(
+        "--operator-namespace",
+        default=os.environ.get("FERRY_NAMESPACE", OPERATOR_NAMESPACE),
+        help="the operator's own namespace, where it keeps one Lease per Migration it drives "
+        f"(default: $FERRY_NAMESPACE, or {OPERATOR_NAMESPACE})",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -56,5 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         peering_name=args.peering,
         priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(test_hooks=args.test_hooks, lease_seconds=args.lease_seconds),
+        memo=kopf.Memo(
+            test_hooks=args.test_hooks,
+            lease_seconds=args.lease_seconds,
+            namespace=args.operator_namespace,
+        ),
     )

@@ -15,6 +15,10 @@ class ClusterError(RuntimeError):
     pass
 
 
+class Conflict(ClusterError):
+    """The object changed since the resourceVersion a write was conditional on."""
+
+
 def load_kube_config() -> None:
     try:
         kubernetes.config.load_incluster_config()
@@ -73,7 +77,19 @@ class Cluster:
         listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, MIGRATIONS))
         return cast(list[dict[str, Any]], listing.get("items", []))
 
-    def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, MIGRATIONS, name, {"status": status}
-        )
+    def patch_migration_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Writes the status if the Migration is still at `resource_version`; returns the new object."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            return cast(
+                dict[str, Any],
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, MIGRATIONS, name, body
+                ),
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise Conflict(f"Migration {namespace}/{name} changed since {resource_version}") from None
+            raise

@@ -12,6 +12,7 @@ import kopf
 
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
+from ferry.lease import OPERATOR_NAMESPACE
 from ferry.reconcile import (
     DrivenElsewhere,
     HostPool,
@@ -41,6 +42,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         identity,
         test_hooks=bool(memo.get("test_hooks")),
         lease_seconds=int(memo.get("lease_seconds", 15)),
+        namespace=str(memo.get("namespace", OPERATOR_NAMESPACE)),
     )
     settings.peering.lifetime = max(5, int(memo.get("lease_seconds", 15)))
 

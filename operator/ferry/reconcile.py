@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ferry import metrics
 from ferry.api import DockerHostSpec, MigrationSpec, SpecError
-from ferry.cluster import Cluster, ClusterError
+from ferry.cluster import Cluster, ClusterError, Conflict
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.runc import FastPathConfig
 from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
-from ferry.lease import MigrationLease
+from ferry.lease import OPERATOR_NAMESPACE, MigrationLease
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.container import redirect_tag
 from ferry.migration.context import HOST_ERRORS, LostCharge, MigrationContext, MigrationRequest
-from ferry.migration.runner import run_migration
+from ferry.migration.runner import authorization_problem, run_migration
 from ferry.migration.state import MigrationState, Phase, now, timestamp
 
 log = logging.getLogger(__name__)
@@ -89,16 +89,67 @@ def _peer(spec: DockerHostSpec) -> PeerEndpoint | None:
     )
 
 
-class ResourceStatus:
-    """Writes a migration's state into its Migration's status subresource."""
+class MigrationStore(Protocol):
+    """Where Migrations are read and their status written (the cluster)."""
 
-    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.name = name
+    def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def patch_migration_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]: ...
+
+
+CONFLICT_RETRIES = 5
+
+
+class ResourceStatus:
+    """Writes a migration's state into its Migration's status subresource, fenced: each write is
+    conditional on the resourceVersion this driver last saw, so a stale driver cannot overwrite a
+    newer one's status."""
+
+    def __init__(
+        self, store: MigrationStore, resource: dict[str, Any], still_held: Callable[[], bool]
+    ) -> None:
+        self.store = store
+        self.namespace = resource["metadata"]["namespace"]
+        self.name = resource["metadata"]["name"]
+        self._still_held = still_held
+        self._resource_version: str = resource["metadata"]["resourceVersion"]
+        self._written: dict[str, Any] = resource.get("status", {})  # the status as the server has it
 
     def save(self, state: MigrationState, generation: int | None) -> None:
-        self.cluster.patch_migration_status(self.namespace, self.name, state.to_status(generation))
+        status = state.to_status(generation)
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                written = self.store.patch_migration_status(
+                    self.namespace, self.name, status, self._resource_version
+                )
+            except Conflict:
+                self._catch_up()
+                continue
+            self._seen(written)
+            return
+        raise ClusterError(f"Migration {self.namespace}/{self.name} kept changing while we wrote its status")
+
+    def _catch_up(self) -> None:
+        """After a conflict: if only metadata changed (kopf's annotations), write on top of it; if the
+        status changed, another driver wrote it, and we stop, unless we still hold the lease."""
+        resource = self.store.get_migration(self.namespace, self.name)
+        if resource is None:
+            raise LostCharge(f"Migration {self.namespace}/{self.name} is gone")
+        if resource.get("status", {}) != self._written:
+            if not self._still_held():
+                raise LostCharge(f"the status of {self.namespace}/{self.name} was written by another driver")
+            log.warning(
+                "the status of %s/%s was changed by someone else; we hold its lease, so ours replaces it",
+                self.namespace,
+                self.name,
+            )
+        self._resource_version = str(resource["metadata"]["resourceVersion"])
+
+    def _seen(self, resource: dict[str, Any]) -> None:
+        self._resource_version = str(resource["metadata"]["resourceVersion"])
+        self._written = resource.get("status", {})
 
 
 TEST_PAUSE_ANNOTATION = "ferry.dev/test-pause"  # "Phase=seconds,...", honoured with `ferry run --test-hooks`
@@ -117,6 +168,7 @@ class Operator:
     identity: str
     test_hooks: bool = False
     lease_seconds: int = 15
+    namespace: str = OPERATOR_NAMESPACE  # the operator's own: where the Leases live
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -150,7 +202,7 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
     if _terminal(operator.cluster.get_migration(namespace, name)):
         return None
     lease = MigrationLease(
-        operator.cluster.coordination, namespace, uid, operator.identity, operator.lease_seconds
+        operator.cluster.coordination, operator.namespace, uid, operator.identity, operator.lease_seconds
     )
     if not lease.acquire():
         raise DrivenElsewhere(f"Migration {namespace}/{name} is driven by {lease.holder()}")
@@ -161,7 +213,7 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
         return _drive(operator, lease, resource)
     except LostCharge as lost:
         log.error("%s", lost)
-        return None
+        raise DrivenElsewhere(str(lost)) from None  # retried: it resumes if no one else drives it
     finally:
         lease.release()
 
@@ -169,16 +221,25 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
 def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str) -> None:
     """Removes the port forwarding a Migration left on its source host (it is owned by the Migration)."""
     resource = operator.cluster.get_migration(namespace, name)
-    status = (resource or {}).get("status", {})
-    if status.get("redirect") and status.get("sourceHost"):
-        operator.pool.connect(status["sourceHost"]).remove_forwards(redirect_tag(uid))
+    if resource is None or not resource.get("status", {}).get("redirect"):
+        return
+    state = MigrationState.from_status(resource["status"])
+    try:
+        spec = MigrationSpec.from_dict(resource.get("spec", {}))
+    except SpecError:
+        return  # an invalid spec never got as far as a redirect
+    refusal = authorization_problem(namespace, spec, state, operator.pool)
+    if refusal is not None:
+        log.warning("%s/%s: leaving its port forwarding alone: %s", namespace, name, refusal.message)
+    elif state.source_host is not None:
+        operator.pool.connect(state.source_host).remove_forwards(redirect_tag(uid))
 
 
 def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) -> MigrationState:
     meta = resource["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     state = MigrationState.from_status(resource.get("status", {}))
-    sink = ResourceStatus(operator.cluster, namespace, name)
+    sink = ResourceStatus(operator.cluster, resource, still_held=lease.confirm)
     try:
         spec = MigrationSpec.from_dict(resource.get("spec", {}))
     except SpecError as error:

@@ -38,6 +38,7 @@ LEGAL: frozenset[tuple[Phase, Phase]] = frozenset(
         (P.VERIFYING, P.ROLLING_BACK),
         (P.ROLLING_BACK, P.ROLLED_BACK),
         (P.ROLLING_BACK, P.FAILED),
+        (P.ROLLING_BACK, P.SUCCEEDED),  # the source cannot come back; the running target is kept
     }
 )
 ILLEGAL = sorted(set(itertools.product(Phase, Phase)) - LEGAL)
@@ -454,3 +455,55 @@ def test_format_duration_never_shows_sixty_seconds(ms: int) -> None:
     seconds = format_duration(ms).split("m")[1].rstrip("s")
 
     assert int(seconds) < 60
+
+
+# -- what a rollback waits for
+
+
+def test_what_a_rollback_waits_for_is_a_condition_of_its_own(clock: Callable[[datetime], None]) -> None:
+    state = MigrationState(phase=Phase.ROLLING_BACK, message="restore failed")
+
+    assert state.wait_for("cannot reach node2")
+    conditions = state.to_status()["conditions"]
+
+    assert conditions[1] == {
+        "type": "RollbackWaiting",
+        "status": "True",
+        "reason": "Retrying",
+        "message": "cannot reach node2",
+        "lastTransitionTime": "2024-05-01T12:00:00Z",
+    }
+    assert state.message == "restore failed"
+
+
+def test_waiting_for_the_same_obstacle_again_is_no_change() -> None:
+    state = MigrationState(phase=Phase.ROLLING_BACK)
+    state.wait_for("cannot reach node2")
+
+    assert not state.wait_for("cannot reach node2")
+
+
+def test_what_a_rollback_waits_for_survives_a_status_round_trip(clock: Callable[[datetime], None]) -> None:
+    state = MigrationState(phase=Phase.ROLLING_BACK, reason="RestoreFailed")
+    state.wait_for("cannot reach node2")
+
+    assert MigrationState.from_status(state.to_status()) == state
+
+
+def test_entering_a_phase_ends_the_wait() -> None:
+    state = MigrationState(phase=Phase.ROLLING_BACK)
+    state.wait_for("cannot reach node2")
+
+    state.enter(Phase.ROLLED_BACK)
+
+    assert [c["type"] for c in state.to_status()["conditions"]] == ["Succeeded"]
+
+
+@pytest.mark.parametrize("phase", [P.PENDING, P.RESTORING, P.ROLLING_BACK])
+def test_abandon_ends_failed_from_any_phase(phase: Phase) -> None:
+    state = MigrationState(phase=phase)
+
+    state.abandon("forged status", "StatusTampered")
+
+    assert (state.phase, state.reason, state.message) == (P.FAILED, "StatusTampered", "forged status")
+    assert state.completion_time is not None

@@ -27,7 +27,7 @@ from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
-from ferry.migration.steps import MigrationSteps
+from ferry.migration.steps import MigrationSteps, unfinished
 
 log = logging.getLogger(__name__)
 
@@ -445,20 +445,27 @@ class ContainerMigration(MigrationSteps):
     # -- Verifying: the target runs the restored memory, not a fresh start; then clean up.
 
     def verify(self) -> None:
+        """The source is removed last: until then a failure rolls back to it; from then on, the
+        target is the only copy, so what is left to do can only be reported, never rolled back."""
         started = now()
         self._check_restored(self.target, self._target_id())
         self.state.metrics.verify_ms = milliseconds(started, now())
-        if self.ctx.request.spec.redirect:
-            self._redirect_source_ports()
-        self.source.engine.remove_container(self._source_id())
-        if self.shared:
-            self.source.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
-        if self.live and not self.ctx.request.spec.keep_checkpoint:
-            self.target.engine.delete_checkpoint(self._target_id(), self._checkpoint_name())
+        source_id = self._source_id()
+        source_there = self.source.engine.find_container(source_id) is not None
+        not_done = []
+        for what, step in self._steps_before_removing_the_source():
+            if source_there:
+                step()
+            else:  # resumed after the source was removed
+                not_done += self.attempt(what, step)
+        if source_there:
+            remove = f"removing the source container {source_id[:12]} on {self.source.name}"
+            not_done += self.attempt(remove, lambda: self.source.engine.remove_container(source_id))
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
-            f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}",
+            f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}"
+            + unfinished(not_done),
             reason="Migrated",
         )
 
@@ -493,20 +500,31 @@ class ContainerMigration(MigrationSteps):
     # -- RollingBack: bring the workload back on the source from the same checkpoint.
 
     def roll_back(self) -> None:
+        """Brings the workload back on the source; the target is removed first, but only once the
+        source is known to be restorable (if it is not, the target is the only copy and stays)."""
         cause = self.state.message
+        source_id = self._source_id()
+        unrestorable = self._why_the_source_cannot_come_back(source_id)
+        if unrestorable is not None:
+            self._keep_the_target(cause, unrestorable)
+            return
         if self.state.target_container_id is not None:
             self._remove_target_before_rollback()
-        source_id = self._source_id()
         source_state = self._wait_until_settled(self.source, source_id)
         if not source_state["Running"]:
             self._start(self.source, source_id)
         self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), now())
         self._check_restored(self.source, source_id)
+        not_done = []
         if self.live:
-            self.source.engine.delete_checkpoint(source_id, self._checkpoint_name())
+            name = self._checkpoint_name()
+            not_done = self.attempt(
+                f"removing checkpoint {name} on {self.source.name}",
+                lambda: self.source.engine.delete_checkpoint(source_id, name),
+            )
         self.ctx.advance(
             Phase.ROLLED_BACK,
-            f"{self.state.workload} runs again on {self.source.name} after: {cause}",
+            f"{self.state.workload} runs again on {self.source.name} after: {cause}" + unfinished(not_done),
             reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
         )
 
@@ -619,20 +637,6 @@ class ContainerMigration(MigrationSteps):
             f"{cause}) cannot bring it back, as {unrestorable}",
             reason="TargetKept",
         )
-
-    @staticmethod
-    def _attempt(what: str, step: Callable[[], None]) -> list[str]:
-        """Runs a step whose failure must not roll back; returns what was not done (and why)."""
-        try:
-            step()
-        except (Problem, *HOST_ERRORS) as error:
-            log.warning("%s failed: %s", what, error)
-            return [f"{what} ({error})"]
-        return []
-
-    @staticmethod
-    def _not_done(steps: list[str]) -> str:
-        return f"; not done: {'; '.join(steps)}" if steps else ""
 
 
 def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) -> None:

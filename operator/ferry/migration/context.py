@@ -98,11 +98,15 @@ class MigrationContext:
             self._connected[name] = self.hosts.connect(name)
         return self._connected[name]
 
-    def save(self) -> None:
+    def ensure_in_charge(self) -> None:
         if not self.coordination.in_charge():
             raise LostCharge(
-                f"{self.request.namespace}/{self.request.name} is driven by another operator now"
+                f"{self.request.namespace}/{self.request.name} is not ours to drive any more "
+                "(its lease was lost, or not renewed in time)"
             )
+
+    def save(self) -> None:
+        self.ensure_in_charge()
         self.sink.save(self.state, self.request.generation)
 
     def advance(self, phase: Phase, message: str = "", reason: str = "") -> None:

@@ -7,6 +7,7 @@ file must exist at the same paths there. All of that is checked before the freez
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from ferry.hosts import processes
 from ferry.hosts.docker_host import DockerHost
@@ -15,7 +16,7 @@ from ferry.hosts.ssh import Commands
 from ferry.hosts.streams import Stream
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
-from ferry.migration.steps import MigrationSteps
+from ferry.migration.steps import MigrationSteps, unfinished
 
 IMAGES_ROOT = "/var/lib/ferry/images"
 PID_RELEASE_SECONDS = 15.0  # on hosts sharing one kernel, the dumped PID is free once it is reaped
@@ -141,19 +142,22 @@ class ProcessMigration(MigrationSteps):
                 "NotRunning", f"process {self._pid()} does not run its restored memory on {self.target.name}"
             )
         self.state.metrics.verify_ms = milliseconds(started, now())
-        if not self.ctx.request.spec.keep_checkpoint:
-            for host in (self.source, self.target):
-                host.remove_tree(self.workdir)
+        # From here the target is the only copy: a failure to clean up is reported, never rolled back.
+        not_done = [] if self.ctx.request.spec.keep_checkpoint else self._remove_images()
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
             f"{self.state.workload} runs on {self.target.name} with PID {self._pid()}; "
-            f"downtime {format_duration(downtime)}",
+            f"downtime {format_duration(downtime)}" + unfinished(not_done),
             reason="Migrated",
         )
 
     def roll_back(self) -> None:
+        """The target is stopped only when the source can come back (it runs, or its images exist)."""
         cause = self.state.message
+        if not self._runs_on(self.source) and not self.source.path_exists(f"{self.dumped}/inventory.img"):
+            self._keep_the_target(cause)
+            return
         if self.state.restore_requested and self._runs_on(self.target):
             processes.kill(self.target, self._pid())
         if not self._runs_on(self.source):
@@ -163,10 +167,10 @@ class ProcessMigration(MigrationSteps):
             raise Problem("RestoreFailed", f"process {self._pid()} did not come back on {self.source.name}")
         assert self.state.frozen_at is not None
         self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, now())
-        self.source.remove_tree(self.workdir)
+        not_done = self._remove_images()
         self.ctx.advance(
             Phase.ROLLED_BACK,
-            f"{self.state.workload} runs again on {self.source.name} after: {cause}",
+            f"{self.state.workload} runs again on {self.source.name} after: {cause}" + unfinished(not_done),
             reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
         )
 
@@ -212,3 +216,27 @@ class ProcessMigration(MigrationSteps):
 
     def _shell_job(self) -> bool:
         return bool(self.state.shell_job)
+
+    def _remove_images(self) -> list[str]:
+        """Removes the images on the target, then on the source; returns what could not be removed."""
+        not_done = []
+        for host in (self.target, self.source):
+            not_done += self.attempt(
+                f"removing {self.workdir} on {host.name}", partial(host.remove_tree, self.workdir)
+            )
+        return not_done
+
+    def _keep_the_target(self, cause: str) -> None:
+        """The source can no longer come back: the target is the only copy. Kept if it runs."""
+        if not self._runs_on(self.target):
+            raise Problem(
+                "NowhereToRun",
+                f"process {self._pid()} runs neither on {self.source.name}, whose images are gone, "
+                f"nor on {self.target.name}",
+            )
+        self.ctx.advance(
+            Phase.SUCCEEDED,
+            f"{self.state.workload} stays on {self.target.name}, where it runs: the rollback (after: "
+            f"{cause}) cannot bring it back, as its images are gone from {self.source.name}",
+            reason="TargetKept",
+        )

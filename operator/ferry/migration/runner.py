@@ -6,36 +6,42 @@ import logging
 import time
 from collections.abc import Callable
 
-from ferry.api import Strategy, Transfer
+from ferry.api import MigrationSpec, SpecError, Strategy, Transfer
 from ferry.migration.admission import full_hosts, migrating_container
 from ferry.migration.container import ContainerMigration
-from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
+from ferry.migration.context import HOST_ERRORS, HostDirectory, MigrationContext, Problem
 from ferry.migration.process import ProcessMigration
-from ferry.migration.state import Phase, milliseconds, now
+from ferry.migration.state import MigrationState, Phase, milliseconds, now
 from ferry.migration.steps import MigrationSteps
 
 log = logging.getLogger(__name__)
 
 ADMISSION_POLL_SECONDS = 1.0
-ROLLBACK_ATTEMPTS = 20  # a host that is briefly unreachable must not turn a rollback into a loss
-ROLLBACK_RETRY_SECONDS = 3.0
+# A rollback never gives up (that could leave the workload running nowhere): it retries, waiting
+# twice as long each time up to a minute, and says in the status what it waits for.
+ROLLBACK_FIRST_DELAY = 3.0
+ROLLBACK_MAX_DELAY = 60.0
 
 
 def run_migration(ctx: MigrationContext) -> None:
     state = ctx.state
+    refusal = authorization_problem(ctx.request.namespace, ctx.request.spec, state, ctx.hosts)
+    if refusal is not None:
+        refuse(ctx, refusal)
+        return
     if state.phase is Phase.PENDING:
         _guarded(ctx, lambda: begin(ctx))
     if state.phase.is_terminal:
         return
     migration = migration_for(ctx)
     steps = migration.steps()
-    rollback_attempts = 0
 
     def next_step() -> None:
         phase = state.phase
         log.info("%s/%s: %s", ctx.request.namespace, ctx.request.name, phase)
         if pause := ctx.request.pauses.get(phase):
             time.sleep(pause)
+        ctx.ensure_in_charge()  # a driver that could not renew its lease stops before the next step
         check_deadline(ctx)
         check_cancelled(ctx)
         steps[phase]()
@@ -43,12 +49,92 @@ def run_migration(ctx: MigrationContext) -> None:
     try:
         while not state.phase.is_terminal:
             if state.phase is Phase.ROLLING_BACK:
-                rollback_attempts += 1
-                if rollback_attempts > 1:
-                    time.sleep(ROLLBACK_RETRY_SECONDS)
-            _guarded(ctx, next_step, retry_rollback=rollback_attempts < ROLLBACK_ATTEMPTS)
+                roll_back_until_done(ctx, next_step)
+            else:
+                _guarded(ctx, next_step)
     finally:
         migration.release()
+
+
+def authorization_problem(
+    namespace: str, spec: MigrationSpec, state: MigrationState, hosts: HostDirectory
+) -> Problem | None:
+    """Why a run of this Migration may not touch any host, if it may not.
+
+    Decided on every run (create, resume, delete) from the spec and the DockerHosts: the status,
+    which a tenant can patch, must agree with the spec and never widens what it allows.
+    """
+    contradiction = _status_contradiction(spec, state)
+    if contradiction is not None:
+        return Problem("StatusTampered", contradiction)
+    touched = {spec.target_host: "spec.targetHost"}
+    for role, name in (
+        ("spec.sourceHost", spec.source_host),
+        ("status.sourceHost", state.source_host),
+        ("status.targetHost", state.target_host),
+    ):
+        if name is not None:
+            touched.setdefault(name, role)
+    known = hosts.names()
+    for name, role in touched.items():
+        if name not in known:
+            return Problem("UnknownHost", f"{role} names DockerHost '{name}', which does not exist")
+        try:
+            allowed = hosts.spec(name).allows_namespace(namespace)
+        except SpecError as error:
+            return Problem("InvalidHost", str(error))
+        if not allowed:
+            return Problem(
+                "NamespaceNotAllowed",
+                f"DockerHost '{name}' does not allow Migrations from namespace '{namespace}' "
+                "(see its spec.allowedNamespaces)",
+            )
+    return None
+
+
+def _status_contradiction(spec: MigrationSpec, state: MigrationState) -> str | None:
+    if state.phase is not Phase.PENDING and (state.source_host is None or state.target_host is None):
+        return f"status.phase is {state.phase} but the status does not name both hosts"
+    if state.target_host is not None and state.target_host != spec.target_host:
+        return f"status.targetHost '{state.target_host}' is not spec.targetHost '{spec.target_host}'"
+    if spec.source_host is not None and state.source_host not in (None, spec.source_host):
+        return f"status.sourceHost '{state.source_host}' is not spec.sourceHost '{spec.source_host}'"
+    return None
+
+
+def refuse(ctx: MigrationContext, problem: Problem) -> None:
+    """Ends the Migration Failed, from whatever phase its status claims, without touching any host."""
+    state = ctx.state
+    log.warning("%s/%s refused: %s", ctx.request.namespace, ctx.request.name, problem.message)
+    state.start_time = state.start_time or now()
+    state.workload = state.workload or ctx.request.spec.workload.describe()
+    state.abandon(f"{problem.message}; stopped in {state.phase} without touching any host", problem.reason)
+    ctx.save()
+
+
+def roll_back_until_done(
+    ctx: MigrationContext, step: Callable[[], None], sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Runs the rollback step until it ends the Migration (the workload runs again on the source,
+    or is kept on the target); each failure is waited out, and a new one is written to the status."""
+    delay = ROLLBACK_FIRST_DELAY
+    while ctx.state.phase is Phase.ROLLING_BACK:
+        ctx.ensure_in_charge()
+        try:
+            step()
+        except Problem as problem:
+            obstacle = problem.message
+        except HOST_ERRORS as error:
+            obstacle = str(error)
+        else:
+            continue
+        log.warning(
+            "%s/%s: rollback waits %.0fs for: %s", ctx.request.namespace, ctx.request.name, delay, obstacle
+        )
+        if ctx.state.wait_for(obstacle):
+            ctx.save()
+        sleep(delay)
+        delay = min(delay * 2, ROLLBACK_MAX_DELAY)
 
 
 def migration_for(ctx: MigrationContext) -> MigrationSteps:
@@ -69,18 +155,6 @@ def begin(ctx: MigrationContext) -> None:
         )
     if spec.workload.process is not None and spec.transfer is not Transfer.STREAM:
         raise Problem("NotSupported", "a plain process moves with transfer: Stream")
-    known = ctx.hosts.names()
-    for role, name in (("targetHost", spec.target_host), ("sourceHost", spec.source_host)):
-        if name is None:
-            continue
-        if name not in known:
-            raise Problem("UnknownHost", f"spec.{role} names DockerHost '{name}', which does not exist")
-        if not ctx.hosts.spec(name).allows_namespace(ctx.request.namespace):
-            raise Problem(
-                "NamespaceNotAllowed",
-                f"DockerHost '{name}' does not allow Migrations from namespace '{ctx.request.namespace}' "
-                "(see its spec.allowedNamespaces)",
-            )
     container = spec.workload.container
     if container is None:
         state.source_host = spec.source_host
@@ -169,15 +243,12 @@ def check_cancelled(ctx: MigrationContext) -> None:
         )
 
 
-def _guarded(ctx: MigrationContext, step: Callable[[], None], *, retry_rollback: bool = False) -> None:
+def _guarded(ctx: MigrationContext, step: Callable[[], None]) -> None:
     try:
         step()
     except Problem as problem:
         _handle_failure(ctx, problem)
     except HOST_ERRORS as error:
-        if ctx.state.phase is Phase.ROLLING_BACK and retry_rollback:
-            log.warning("%s/%s: rollback hit %s; retrying", ctx.request.namespace, ctx.request.name, error)
-            return
         _handle_failure(ctx, Problem("HostError", str(error)))
 
 
@@ -186,14 +257,7 @@ def _handle_failure(ctx: MigrationContext, problem: Problem) -> None:
     log.warning(
         "%s/%s failed in %s: %s", ctx.request.namespace, ctx.request.name, state.phase, problem.message
     )
-    if state.phase is Phase.ROLLING_BACK:
-        ctx.advance(
-            Phase.FAILED,
-            f"rollback failed: {problem.message}; the checkpoint {state.checkpoint_name} "
-            f"is kept on {state.source_host} (cause of the rollback: {state.message})",
-            reason="RollbackFailed",
-        )
-    elif state.phase.is_frozen and problem.frozen:
+    if state.phase.is_frozen and problem.frozen:
         ctx.advance(Phase.ROLLING_BACK, problem.message, reason=problem.reason)
     else:
         if state.target_container_id is not None:

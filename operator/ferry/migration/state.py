@@ -46,11 +46,15 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.TRANSFERRING: frozenset({Phase.RESTORING, Phase.ROLLING_BACK}),
     Phase.RESTORING: frozenset({Phase.VERIFYING, Phase.ROLLING_BACK}),
     Phase.VERIFYING: frozenset({Phase.SUCCEEDED, Phase.ROLLING_BACK}),
-    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK, Phase.FAILED}),
+    # Succeeded: the source could not be restored, and the target, which runs, is kept.
+    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK, Phase.FAILED, Phase.SUCCEEDED}),
     Phase.SUCCEEDED: frozenset(),
     Phase.FAILED: frozenset(),
     Phase.ROLLED_BACK: frozenset(),
 }
+
+
+WAITING = "RollbackWaiting"  # the condition that says what a rollback waits for
 
 
 class IllegalTransition(RuntimeError):
@@ -137,6 +141,8 @@ class MigrationState:
     shell_job: bool | None = None  # a process outside its own session: CRIU needs --shell-job
     redirect: str | None = None  # the forwarding the source host does for clients of the old address
     restore_requested: bool = False  # the target may have been started: rollback must make sure it is not
+    waiting: str = ""  # what a rollback waits for (which host, which error); a condition in the status
+    waiting_since: datetime | None = None
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
     start_time: datetime | None = None
@@ -148,7 +154,25 @@ class MigrationState:
     def enter(self, phase: Phase, message: str = "", reason: str = "") -> None:
         if phase not in TRANSITIONS[self.phase]:
             raise IllegalTransition(f"a migration cannot go from {self.phase} to {phase}")
+        self._entered(phase, message, reason)
+
+    def abandon(self, message: str, reason: str) -> None:
+        """Ends Failed from any phase, outside the phase machine: for a run that may not touch any
+        host (a status that cannot be trusted, a host the namespace may not use)."""
+        self._entered(Phase.FAILED, message, reason)
+
+    def wait_for(self, obstacle: str) -> bool:
+        """Records what the rollback waits for; says whether that changed (worth a status write)."""
+        if obstacle == self.waiting:
+            return False
+        if not self.waiting:
+            self.waiting_since = now()
+        self.waiting = obstacle
+        return True
+
+    def _entered(self, phase: Phase, message: str, reason: str) -> None:
         moment = now()
+        self.waiting, self.waiting_since = "", None
         self.phase = phase
         self.message = message
         self.reason = reason or phase.value
@@ -185,7 +209,7 @@ class MigrationState:
             "downtime": format_duration(self.metrics.downtime_ms)
             if self.metrics.downtime_ms is not None
             else None,
-            "conditions": [self.succeeded_condition(generation)],
+            "conditions": [self.succeeded_condition(generation), *self._waiting_condition()],
             "observedGeneration": generation,
         }
         if self.fingerprint_pid is not None:
@@ -214,12 +238,25 @@ class MigrationState:
             condition["observedGeneration"] = generation
         return condition
 
+    def _waiting_condition(self) -> list[dict[str, Any]]:
+        if not self.waiting:
+            return []
+        since = self.waiting_since or now()
+        return [
+            {
+                "type": WAITING,
+                "status": "True",
+                "reason": "Retrying",
+                "message": self.waiting,
+                "lastTransitionTime": timestamp(since).split(".")[0] + "Z",
+            }
+        ]
+
     @classmethod
     def from_status(cls, status: dict[str, Any]) -> MigrationState:
         fingerprint = status.get("fingerprint") or {}
-        condition: dict[str, Any] = next(
-            (c for c in status.get("conditions", []) if c.get("type") == "Succeeded"), {}
-        )
+        condition = _condition(status, "Succeeded")
+        waiting = _condition(status, WAITING)
         return cls(
             phase=Phase(status.get("phase", Phase.PENDING.value)),
             message=status.get("message", ""),
@@ -246,7 +283,13 @@ class MigrationState:
                 for entry in status.get("phaseTransitions", [])
             ],
             metrics=Metrics.from_status(status.get("metrics", {})),
+            waiting=waiting.get("message", ""),
+            waiting_since=_optional_datetime(waiting.get("lastTransitionTime")),
         )
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c.get("type") == kind), {})
 
 
 def _optional_timestamp(moment: datetime | None) -> str | None:

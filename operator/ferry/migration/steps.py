@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from ferry.hosts.docker_host import DockerHost
-from ferry.migration.context import MigrationContext
+from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase
+
+log = logging.getLogger(__name__)
 
 
 class MigrationSteps(ABC):
@@ -65,3 +68,19 @@ class MigrationSteps(ABC):
     @abstractmethod
     def release(self) -> None:
         """Close what was opened for a step that will not run."""
+
+    @staticmethod
+    def attempt(what: str, step: Callable[[], None]) -> list[str]:
+        """Runs a step whose failure must not roll back (the target is the only copy by then);
+        returns what was not done, and why, for the status message."""
+        try:
+            step()
+        except (Problem, *HOST_ERRORS) as error:
+            log.warning("%s failed: %s", what, error)
+            return [f"{what} ({error})"]
+        return []
+
+
+def unfinished(steps: list[str]) -> str:
+    """The tail of a status message listing what was not done."""
+    return f"; not done: {'; '.join(steps)}" if steps else ""

@@ -1,0 +1,215 @@
+"""In-memory stand-ins for the migration layer's protocols (HostDirectory, StatusSink, Coordination)
+and for the few host calls that verify and roll_back make: no Docker, no SSH, no Kubernetes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, Workload
+from ferry.hosts.docker_engine import NotFound
+from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.ssh import CommandResult
+from ferry.migration.admission import ActiveMigration
+from ferry.migration.context import MigrationContext, MigrationRequest
+from ferry.migration.state import MigrationState, Phase, now
+
+STACK = "7ffd0000"  # the fingerprint: the stack address of the process before the freeze
+
+
+class FakeEngine:
+    """A Docker Engine that keeps containers and checkpoints in dicts; `failing` makes a call raise."""
+
+    def __init__(self, host: str, calls: list[str]) -> None:
+        self.host = host
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.checkpoints: dict[str, set[str]] = {}
+        self.failing: dict[str, Exception] = {}
+        self.calls = calls
+
+    def add(self, container_id: str, *, running: bool, checkpoints: tuple[str, ...] = ()) -> None:
+        self.containers[container_id] = {
+            "Id": container_id,
+            "State": {"Running": running, "Status": "running" if running else "exited", "Pid": 42},
+            "HostConfig": {"PortBindings": {}},
+        }
+        self.checkpoints[container_id] = set(checkpoints)
+
+    def running(self, container_id: str) -> bool:
+        return container_id in self.containers and bool(self.containers[container_id]["State"]["Running"])
+
+    def find_container(self, container_id: str) -> dict[str, Any] | None:
+        self._call("find_container", container_id)
+        return self.containers.get(container_id)
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self._call("inspect_container", container_id)
+        if container_id not in self.containers:
+            raise NotFound(f"no container {container_id} on {self.host}")
+        return self.containers[container_id]
+
+    def list_checkpoints(self, container_id: str) -> list[str]:
+        self._call("list_checkpoints", container_id)
+        return sorted(self.checkpoints.get(container_id, set()))
+
+    def delete_checkpoint(self, container_id: str, name: str) -> None:
+        self._call("delete_checkpoint", container_id)
+        self.checkpoints.get(container_id, set()).discard(name)
+
+    def remove_container(self, container_id: str) -> None:
+        self._call("remove_container", container_id)
+        self.containers.pop(container_id, None)
+        self.checkpoints.pop(container_id, None)
+
+    def start(self, container_id: str, checkpoint: str | None = None) -> None:
+        self._call("start", container_id)
+        state = self.inspect_container(container_id)["State"]
+        state["Running"], state["Status"] = True, "running"
+
+    def _call(self, name: str, container_id: str) -> None:
+        self.calls.append(f"{self.host}:{name}:{container_id}")
+        if name in self.failing:
+            raise self.failing[name]
+
+
+class FakeHost:
+    """What verify and roll_back use of a DockerHost."""
+
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.name = name
+        self.engine = FakeEngine(name, calls)
+        self.runc = None
+        self.peer = None
+        self.files: set[str] = set()
+        self.stack = STACK
+        self.failing: dict[str, Exception] = {}
+        self.calls = calls
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult:
+        """Answers `cat /proc/PID/maps` (how the stack address is read); nothing else is run."""
+        assert argv[0] == "cat" and argv[1].endswith("/maps"), argv
+        maps = f"{self.stack}-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n" if self.stack else ""
+        return CommandResult(0, maps.encode(), b"")
+
+    def path_exists(self, path: str) -> bool:
+        return path in self.files
+
+    def remove_tree(self, path: str) -> None:
+        self.calls.append(f"{self.name}:remove_tree:{path}")
+        if "remove_tree" in self.failing:
+            raise self.failing["remove_tree"]
+        self.files = {f for f in self.files if f != path and not f.startswith(f"{path}/")}
+
+    def remove_forwards(self, tag: str) -> None:
+        self.calls.append(f"{self.name}:remove_forwards")
+
+    def forward_ports(self, ports: Any, to_address: str, tag: str) -> None:
+        self.calls.append(f"{self.name}:forward_ports")
+        if "forward_ports" in self.failing:
+            raise self.failing["forward_ports"]
+
+
+def host_spec(name: str, allowed: tuple[str, ...] = ("*",)) -> DockerHostSpec:
+    return DockerHostSpec(
+        name=name,
+        address=f"10.0.0.{len(name)}",
+        host_key="ssh-ed25519 AAAA",
+        ssh_key_secret=SecretKeyRef("ferry-ssh", "ferry-system"),
+        allowed_namespaces=allowed,
+    )
+
+
+class FakeHosts:
+    """A HostDirectory; every connect() is recorded, so a test can say no host was touched."""
+
+    def __init__(self, *specs: DockerHostSpec) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.calls: list[str] = []
+        self.hosts = {name: FakeHost(name, self.calls) for name in self.specs}
+        self.connected: list[str] = []
+
+    def names(self) -> list[str]:
+        return sorted(self.specs)
+
+    def spec(self, name: str) -> DockerHostSpec:
+        return self.specs[name]
+
+    def connect(self, name: str) -> DockerHost:
+        self.connected.append(name)
+        return cast(DockerHost, self.hosts[name])
+
+
+class FakeSink:
+    """A StatusSink keeping every status written."""
+
+    def __init__(self) -> None:
+        self.saved: list[dict[str, Any]] = []
+
+    def save(self, state: MigrationState, generation: int | None) -> None:
+        self.saved.append(state.to_status(generation))
+
+    @property
+    def phases(self) -> list[str]:
+        return [status["phase"] for status in self.saved]
+
+
+@dataclass
+class FakeCoordination:
+    in_charge_now: bool = True
+    admission_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def active_migrations(self) -> list[ActiveMigration]:
+        return []
+
+    def cancel_requested(self) -> bool:
+        return False
+
+    def in_charge(self) -> bool:
+        return self.in_charge_now
+
+
+def container_spec(**overrides: Any) -> MigrationSpec:
+    values: dict[str, Any] = {
+        "workload": Workload(container="web"),
+        "target_host": "node2",
+        "source_host": "node1",
+        **overrides,
+    }
+    return MigrationSpec(**values)
+
+
+def context(
+    spec: MigrationSpec,
+    state: MigrationState,
+    hosts: FakeHosts,
+    *,
+    namespace: str = "team-a",
+    coordination: FakeCoordination | None = None,
+) -> tuple[MigrationContext, FakeSink]:
+    sink = FakeSink()
+    request = MigrationRequest(namespace, "move-web", "uid-1", 1, spec)
+    return MigrationContext(request, state, hosts, sink, coordination or FakeCoordination()), sink
+
+
+def frozen_state(phase: Phase, **fields: Any) -> MigrationState:
+    """A container migration past the freeze: source c-src on node1, target c-tgt on node2."""
+    values: dict[str, Any] = {
+        "phase": phase,
+        "workload": "container/web",
+        "source_host": "node1",
+        "target_host": "node2",
+        "source_container_id": "c-src",
+        "target_container_id": "c-tgt",
+        "checkpoint_name": "ferry-uid-1",
+        "fingerprint_pid": 42,
+        "fingerprint_stack": STACK,
+        "restore_requested": True,
+        "start_time": now(),
+        "frozen_at": now(),
+        **fields,
+    }
+    return MigrationState(**values)
