@@ -60,7 +60,7 @@ def test_nothing_of_the_fast_path_is_left_on_either_host(lab: Lab, operator: Ope
     assert status["phase"] == "Succeeded", status
     uid = lab.get_migration(name)["metadata"]["uid"]
     assert_nothing_left(uid, status["targetContainerID"])
-    checkpoints = lab.docker("node2", "checkpoint", "ls", counter.name).stdout.split()[1:]
+    checkpoints = lab.docker("node2", "checkpoint", "ls", counter.name).stdout.splitlines()[1:]
     assert checkpoints == []
 
 

@@ -57,6 +57,7 @@ class ContainerMigration(MigrationSteps):
         self._volumes_since: str | None = None  # after a restart: every volume is sent whole
         self._relays: dict[str, Stream] | None = None
         self._armed_checkpoint: ArmedCommand | None = None
+        self._fast_path_files_removed = False
 
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
 
@@ -399,21 +400,26 @@ class ContainerMigration(MigrationSteps):
             self._armed_checkpoint.close()
             self._armed_checkpoint = None
         if self.state.phase.is_terminal:
-            self._remove_fast_path_files()
+            try:
+                self._remove_fast_path_files()
+            except HOST_ERRORS as error:
+                log.warning("could not remove the fast path's files of %s: %s", self.ctx.request.uid, error)
 
     def _remove_fast_path_files(self) -> None:
+        """Dump work files on the source, stream keys and a prepared restore on the target (once).
+        Direct streams also serve migrations through Docker's API, so their keys go whatever the path."""
+        if self._fast_path_files_removed:
+            return
         uid = self.ctx.request.uid
-        try:
-            if self.state.source_host is not None:
-                self.source.remove_tree(f"{WORK_ROOT}/{uid}")
-            if self.state.target_host is not None:
-                target = self.target
-                if target.peer is not None:
-                    revoke_keys(target.ssh, target.peer.authorized_keys, f"ferry:{uid}:")
-                if target.runc is not None and self.state.target_container_id is not None:
-                    target.runc.forget_restore(self.state.target_container_id)
-        except HOST_ERRORS as error:
-            log.warning("could not remove the fast path's files of %s: %s", uid, error)
+        if self.fast and self.state.source_host is not None:
+            self.source.remove_tree(f"{WORK_ROOT}/{uid}")
+        if self.state.target_host is not None:
+            target = self.target
+            if target.peer is not None:
+                revoke_keys(target.ssh, target.peer.authorized_keys, f"ferry:{uid}:")
+            if target.runc is not None and self.state.target_container_id is not None:
+                target.runc.forget_restore(self.state.target_container_id)
+        self._fast_path_files_removed = True
 
     def _paths(self) -> TransferPaths:
         """Where the checkpoint and writable layers live on both hosts; looked up before the freeze."""
@@ -461,6 +467,7 @@ class ContainerMigration(MigrationSteps):
         if source_there:
             remove = f"removing the source container {source_id[:12]} on {self.source.name}"
             not_done += self.attempt(remove, lambda: self.source.engine.remove_container(source_id))
+        not_done += self.attempt("removing the fast path's files", self._remove_fast_path_files)
         downtime = self.state.metrics.downtime_ms or 0
         self.ctx.advance(
             Phase.SUCCEEDED,
@@ -516,12 +523,18 @@ class ContainerMigration(MigrationSteps):
         self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), now())
         self._check_restored(self.source, source_id)
         not_done = []
+        if self.fast:
+            not_done += self.attempt(
+                f"giving back the restart policy of {source_id[:12]}",
+                lambda: self._give_back_restart_policy(self.source, source_id),
+            )
         if self.live:
             name = self._checkpoint_name()
-            not_done = self.attempt(
+            not_done += self.attempt(
                 f"removing checkpoint {name} on {self.source.name}",
                 lambda: self.source.engine.delete_checkpoint(source_id, name),
             )
+        not_done += self.attempt("removing the fast path's files", self._remove_fast_path_files)
         self.ctx.advance(
             Phase.ROLLED_BACK,
             f"{self.state.workload} runs again on {self.source.name} after: {cause}" + unfinished(not_done),
@@ -547,8 +560,6 @@ class ContainerMigration(MigrationSteps):
             self._restore_with_runtime_wrapper(host, container_id)
         elif self.live:
             start_from_checkpoint(host, container_id, self._checkpoint_name())
-            if self.fast:  # a rollback on the source, through Docker's own restore
-                self._give_back_restart_policy(host, container_id)
         else:
             host.engine.start(container_id)
 
