@@ -10,6 +10,7 @@ import random
 import kopf
 import prometheus_client
 
+from ferry import __version__
 from ferry.lease import OPERATOR_NAMESPACE
 
 
@@ -17,6 +18,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ferry", description="Live-migrate containers between Docker hosts."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator")
     scope = run.add_mutually_exclusive_group()

@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from ferry import __version__
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
 from ferry.lease import OPERATOR_NAMESPACE
@@ -21,6 +22,8 @@ from ferry.reconcile import (
     reconcile_migration,
     release_redirect,
 )
+
+log = logging.getLogger(__name__)
 
 HOST_PROBE_SECONDS = 60.0
 RETRY_SECONDS = 5.0
@@ -36,6 +39,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     load_kube_config()
     cluster = Cluster()
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    log.info("ferry %s starting as %s", __version__, identity)
     memo.operator = Operator(
         cluster,
         HostPool(cluster),

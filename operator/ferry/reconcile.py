@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ferry import metrics
+from ferry import __version__, metrics
 from ferry.api import DockerHostSpec, MigrationSpec, SpecError
 from ferry.cluster import Cluster, ClusterError, Conflict
 from ferry.hosts.docker_host import DockerHost
@@ -238,12 +238,16 @@ def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str)
 def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) -> MigrationState:
     meta = resource["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
-    state = MigrationState.from_status(resource.get("status", {}))
+    status = resource.get("status", {})
+    state = MigrationState.from_status(status)
+    state.operator_version = __version__
     sink = ResourceStatus(operator.cluster, resource, still_held=lease.confirm)
+    if "phase" not in status:  # a new Migration: `kubectl get -w` shows Pending from the first write
+        state.start("seen by the operator: it checks the spec, the hosts and the workload, then queues it")
+        sink.save(state, generation)
     try:
         spec = MigrationSpec.from_dict(resource.get("spec", {}))
     except SpecError as error:
-        state.start_time = now()
         state.enter(Phase.FAILED, str(error), reason="InvalidSpec")
         sink.save(state, generation)
         return state

@@ -63,7 +63,15 @@ def test_status_records_phases_metrics_and_condition(counter_migration: CounterM
     assert metrics["checkpointMs"] > 0 and metrics["transferMs"] > 0 and metrics["restoreMs"] > 0
     assert metrics["checkpointMs"] + metrics["transferMs"] + metrics["restoreMs"] <= metrics["downtimeMs"]
     phases = [entry["phase"] for entry in status["phaseTransitions"]]
-    assert phases == ["Preparing", "Checkpointing", "Transferring", "Restoring", "Verifying", "Succeeded"]
+    assert phases == [
+        "Pending",
+        "Preparing",
+        "Checkpointing",
+        "Transferring",
+        "Restoring",
+        "Verifying",
+        "Succeeded",
+    ]
     times = [
         datetime.fromisoformat(entry["time"].replace("Z", "+00:00")) for entry in status["phaseTransitions"]
     ]

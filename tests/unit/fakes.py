@@ -50,6 +50,10 @@ class FakeEngine:
             raise NotFound(f"no container {container_id} on {self.host}")
         return self.containers[container_id]
 
+    def running_containers(self) -> list[dict[str, Any]]:
+        """As `docker ps`: each running container's ID and names (a container's name is its ID here)."""
+        return [{"Id": cid, "Names": [f"/{cid}"]} for cid in self.containers if self.running(cid)]
+
     def list_checkpoints(self, container_id: str) -> list[str]:
         self._call("list_checkpoints", container_id)
         return sorted(self.checkpoints.get(container_id, set()))

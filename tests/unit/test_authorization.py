@@ -46,7 +46,11 @@ def test_a_spec_source_host_that_does_not_allow_the_namespace_is_refused() -> No
 def test_an_unknown_host_is_refused() -> None:
     found = problem_for(MigrationState(), target_host="nowhere")
 
-    assert found == ("UnknownHost", "spec.targetHost names DockerHost 'nowhere', which does not exist")
+    assert found == (
+        "UnknownHost",
+        "spec.targetHost names DockerHost 'nowhere', which does not exist; "
+        "the DockerHosts are: node1, node2, vault",
+    )
 
 
 def test_a_status_source_host_patched_to_a_host_the_namespace_may_not_use_is_refused() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -424,10 +425,124 @@ def test_succeeded_condition_falls_back_to_the_phase_name_for_reason_and_message
     assert "observedGeneration" not in condition
 
 
-def test_status_contains_exactly_one_succeeded_condition() -> None:
+def test_status_conditions_are_succeeded_then_complete_failed_and_rolled_back() -> None:
     conditions = full_state().to_status()["conditions"]
 
-    assert [condition["type"] for condition in conditions] == ["Succeeded"]
+    assert [condition["type"] for condition in conditions] == [
+        "Succeeded",
+        "Complete",
+        "Failed",
+        "RolledBack",
+    ]
+
+
+# -- Complete, Failed and RolledBack: `kubectl wait` ends on any outcome
+
+
+def condition_of(state: MigrationState, kind: str) -> dict[str, Any]:
+    return next(c for c in state.to_status()["conditions"] if c["type"] == kind)
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_complete_condition_is_true_in_every_terminal_phase_and_false_before(phase: Phase) -> None:
+    state = MigrationState(phase=phase, transitions=[(phase, T0)])
+
+    assert condition_of(state, "Complete")["status"] == ("True" if phase.is_terminal else "False")
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_failed_condition_is_true_only_in_failed(phase: Phase) -> None:
+    state = MigrationState(phase=phase, transitions=[(phase, T0)])
+
+    assert condition_of(state, "Failed")["status"] == ("True" if phase is P.FAILED else "False")
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_rolled_back_condition_is_true_only_in_rolled_back(phase: Phase) -> None:
+    state = MigrationState(phase=phase, transitions=[(phase, T0)])
+
+    assert condition_of(state, "RolledBack")["status"] == ("True" if phase is P.ROLLED_BACK else "False")
+
+
+def test_ending_conditions_carry_the_reason_message_and_time_of_the_last_phase_change(
+    clock: Callable[[datetime], None],
+) -> None:
+    state = MigrationState(phase=Phase.PREPARING, start_time=T0)
+    clock(T0 + timedelta(seconds=4, milliseconds=900))
+    state.enter(Phase.FAILED, "no space left on node2", reason="DiskFull")
+
+    assert condition_of(state, "Failed") == {
+        "type": "Failed",
+        "status": "True",
+        "reason": "DiskFull",
+        "message": "no space left on node2",
+        "lastTransitionTime": "2024-05-01T12:00:04Z",
+    }
+    assert condition_of(state, "Complete")["lastTransitionTime"] == "2024-05-01T12:00:04Z"
+
+
+def test_ending_conditions_carry_the_observed_generation() -> None:
+    conditions = MigrationState(phase=Phase.SUCCEEDED).ending_conditions(5)
+
+    assert [c["observedGeneration"] for c in conditions] == [5, 5, 5]
+
+
+def test_a_rollback_waiting_keeps_its_condition_next_to_the_ending_ones() -> None:
+    state = MigrationState(phase=Phase.ROLLING_BACK)
+    state.wait_for("cannot reach node1")
+
+    types = [c["type"] for c in state.to_status()["conditions"]]
+
+    assert types == ["Succeeded", "Complete", "Failed", "RolledBack", "RollbackWaiting"]
+
+
+# -- Pending from the first sight
+
+
+def test_start_makes_a_new_migration_pending_from_now(clock: Callable[[datetime], None]) -> None:
+    state = MigrationState()
+
+    state.start("seen by the operator")
+
+    assert (state.phase, state.reason, state.message) == (P.PENDING, "Pending", "seen by the operator")
+    assert state.transitions == [(P.PENDING, T0)]
+    assert state.start_time == T0
+
+
+def test_a_started_migration_writes_pending_first_in_its_phase_transitions(
+    clock: Callable[[datetime], None],
+) -> None:
+    state = MigrationState()
+    state.start("seen by the operator")
+    state.enter(Phase.PREPARING)
+
+    phases = [entry["phase"] for entry in state.to_status()["phaseTransitions"]]
+
+    assert phases == ["Pending", "Preparing"]
+
+
+def test_a_started_migration_has_its_complete_condition_false_since_it_was_seen(
+    clock: Callable[[datetime], None],
+) -> None:
+    state = MigrationState()
+    state.start("seen by the operator")
+
+    condition = condition_of(state, "Complete")
+
+    assert (condition["status"], condition["lastTransitionTime"]) == ("False", "2024-05-01T12:00:00Z")
+
+
+# -- the operator's version
+
+
+def test_the_operator_version_is_written_to_the_status() -> None:
+    assert MigrationState(operator_version="1.2.3").to_status()["operatorVersion"] == "1.2.3"
+
+
+def test_the_operator_version_survives_a_status_round_trip() -> None:
+    state = MigrationState(operator_version="1.2.3")
+
+    assert MigrationState.from_status(state.to_status()).operator_version == "1.2.3"
 
 
 # -- format_duration
@@ -466,7 +581,7 @@ def test_what_a_rollback_waits_for_is_a_condition_of_its_own(clock: Callable[[da
     assert state.wait_for("cannot reach node2")
     conditions = state.to_status()["conditions"]
 
-    assert conditions[1] == {
+    assert conditions[-1] == {
         "type": "RollbackWaiting",
         "status": "True",
         "reason": "Retrying",
@@ -496,7 +611,7 @@ def test_entering_a_phase_ends_the_wait() -> None:
 
     state.enter(Phase.ROLLED_BACK)
 
-    assert [c["type"] for c in state.to_status()["conditions"]] == ["Succeeded"]
+    assert "RollbackWaiting" not in [c["type"] for c in state.to_status()["conditions"]]
 
 
 @pytest.mark.parametrize("phase", [P.PENDING, P.RESTORING, P.ROLLING_BACK])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections.abc import Callable
@@ -78,7 +79,11 @@ def authorization_problem(
     known = hosts.names()
     for name, role in touched.items():
         if name not in known:
-            return Problem("UnknownHost", f"{role} names DockerHost '{name}', which does not exist")
+            return Problem(
+                "UnknownHost",
+                f"{role} names DockerHost '{name}', which does not exist; "
+                f"the DockerHosts are: {', '.join(known) or '(none)'}",
+            )
         try:
             allowed = hosts.spec(name).allows_namespace(namespace)
         except SpecError as error:
@@ -163,7 +168,9 @@ def begin(ctx: MigrationContext) -> None:
         info = ctx.host(state.source_host).engine.find_container(container)
         if info is None:
             raise Problem(
-                "ContainerNotFound", f"container '{container}' does not exist on host {state.source_host}"
+                "ContainerNotFound",
+                f"container '{container}' does not exist on host {state.source_host}; "
+                + closest_containers(ctx, container, [state.source_host]),
             )
         state.source_container_id = info["Id"]
     wait_for_admission(ctx)
@@ -214,13 +221,29 @@ def find_source_host(ctx: MigrationContext, container: str) -> str:
     if not found:
         raise Problem(
             "ContainerNotFound",
-            f"container '{container}' is on none of the hosts {', '.join(candidates) or '(none)'}",
+            f"container '{container}' is on none of the hosts searched ({', '.join(candidates) or 'none'}); "
+            + closest_containers(ctx, container, candidates),
         )
     if len(found) > 1:
         raise Problem(
             "AmbiguousSource", f"container '{container}' exists on {' and '.join(found)}; set spec.sourceHost"
         )
     return found[0]
+
+
+def closest_containers(ctx: MigrationContext, container: str, hosts: list[str]) -> str:
+    """A hint for a container name not found: the closest names of the containers running on `hosts`."""
+    where: dict[str, list[str]] = {}
+    for host in hosts:
+        for listed in ctx.host(host).engine.running_containers():
+            for name in listed["Names"]:
+                where.setdefault(name.lstrip("/"), []).append(host)
+    closest = difflib.get_close_matches(container, where, n=3)
+    if not closest:
+        return "no running container there has a similar name"
+    return "closest running containers: " + ", ".join(
+        f"'{name}' on {' and '.join(where[name])}" for name in closest
+    )
 
 
 def check_deadline(ctx: MigrationContext) -> None:

@@ -145,11 +145,17 @@ class MigrationState:
     waiting_since: datetime | None = None
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
+    operator_version: str | None = None  # of the operator that drove it last
     start_time: datetime | None = None
     frozen_at: datetime | None = None
     completion_time: datetime | None = None
     transitions: list[tuple[Phase, datetime]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
+
+    def start(self, message: str) -> None:
+        """A new Migration, just seen by the operator: Pending from now on, saying what comes next."""
+        self._entered(Phase.PENDING, message, "")
+        self.start_time = self.transitions[-1][1]
 
     def enter(self, phase: Phase, message: str = "", reason: str = "") -> None:
         if phase not in TRANSITIONS[self.phase]:
@@ -209,8 +215,13 @@ class MigrationState:
             "downtime": format_duration(self.metrics.downtime_ms)
             if self.metrics.downtime_ms is not None
             else None,
-            "conditions": [self.succeeded_condition(generation), *self._waiting_condition()],
+            "conditions": [
+                self.succeeded_condition(generation),
+                *self.ending_conditions(generation),
+                *self._waiting_condition(),
+            ],
             "observedGeneration": generation,
+            "operatorVersion": self.operator_version,
         }
         if self.fingerprint_pid is not None:
             status["fingerprint"] = {"pid": self.fingerprint_pid, "stackAddress": self.fingerprint_stack}
@@ -219,16 +230,33 @@ class MigrationState:
         return {key: value for key, value in status.items() if value is not None}
 
     def succeeded_condition(self, generation: int | None) -> dict[str, Any]:
-        """A `Succeeded` condition for `kubectl wait --for=condition=Succeeded`."""
+        """A `Succeeded` condition for `kubectl wait --for=condition=Succeeded`: Unknown until the end."""
         if self.phase is Phase.SUCCEEDED:
             status = "True"
         elif self.phase.is_terminal:
             status = "False"
         else:
             status = "Unknown"
+        return self._phase_condition("Succeeded", status, generation)
+
+    def ending_conditions(self, generation: int | None) -> list[dict[str, Any]]:
+        """What `kubectl wait` can end on, as a Job's conditions, each False until its phase comes; but
+        `Complete` means the Migration ended whichever way (`Succeeded`, `Failed`, `RolledBack` say how)."""
+        endings = {
+            "Complete": self.phase.is_terminal,
+            "Failed": self.phase is Phase.FAILED,
+            "RolledBack": self.phase is Phase.ROLLED_BACK,
+        }
+        return [
+            self._phase_condition(kind, "True" if holds else "False", generation)
+            for kind, holds in endings.items()
+        ]
+
+    def _phase_condition(self, kind: str, status: str, generation: int | None) -> dict[str, Any]:
+        """A condition that follows the phase: it changes with it, and says why the phase is what it is."""
         changed = self.transitions[-1][1] if self.transitions else now()
         condition: dict[str, Any] = {
-            "type": "Succeeded",
+            "type": kind,
             "status": status,
             "reason": self.reason or self.phase.value,
             "message": self.message or self.phase.value,
@@ -271,6 +299,7 @@ class MigrationState:
             restore_requested=bool(status.get("restoreRequested", False)),
             mechanism=status.get("mechanism"),
             restart_policy=status.get("restartPolicy"),
+            operator_version=status.get("operatorVersion"),
             redirect=status.get("redirect"),
             fingerprint_pid=fingerprint.get("pid"),
             fingerprint_stack=fingerprint.get("stackAddress"),

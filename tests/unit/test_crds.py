@@ -1,0 +1,109 @@
+"""The CRDs describe themselves (`kubectl explain`), group under `kubectl get ferry`, and keep every
+status field the operator writes (the API server drops fields a schema does not declare)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ferry.migration.state import Metrics, MigrationState, Phase
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+FERRY_CRDS = ["ferry.dev_migrations.yaml", "ferry.dev_dockerhosts.yaml"]
+
+
+def crd(file: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((CRDS / file).read_text())
+    return loaded
+
+
+def schema(file: str) -> dict[str, Any]:
+    (version,) = crd(file)["spec"]["versions"]
+    found: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return found
+
+
+def undescribed(node: dict[str, Any], path: str) -> list[str]:
+    """The paths of the properties under `node` (nested, and in array items) that have no description."""
+    missing = []
+    for name, child in node.get("properties", {}).items():
+        if not str(child.get("description", "")).strip():
+            missing.append(f"{path}.{name}")
+        missing += undescribed(child, f"{path}.{name}")
+    if "items" in node:
+        missing += undescribed(node["items"], f"{path}[]")
+    return missing
+
+
+def undeclared(value: Any, node: dict[str, Any], path: str) -> list[str]:
+    """The paths of the keys in `value` (nested, and in lists) that the schema `node` does not declare."""
+    if isinstance(value, list):
+        return [missing for item in value for missing in undeclared(item, node.get("items", {}), f"{path}[]")]
+    if not isinstance(value, dict):
+        return []
+    properties = node.get("properties", {})
+    missing = []
+    for key, child in value.items():
+        if key not in properties:
+            missing.append(f"{path}.{key}")
+        else:
+            missing += undeclared(child, properties[key], f"{path}.{key}")
+    return missing
+
+
+@pytest.mark.parametrize("file", FERRY_CRDS)
+def test_every_field_of_the_crd_has_a_description(file: str) -> None:
+    assert undescribed(schema(file), "") == []
+
+
+@pytest.mark.parametrize("file", FERRY_CRDS)
+def test_the_crd_is_in_the_ferry_category(file: str) -> None:
+    assert crd(file)["spec"]["names"]["categories"] == ["ferry"]
+
+
+@pytest.mark.parametrize(("file", "short_name"), [(FERRY_CRDS[0], "mig"), (FERRY_CRDS[1], "dh")])
+def test_the_crd_keeps_its_short_name(file: str, short_name: str) -> None:
+    assert crd(file)["spec"]["names"]["shortNames"] == [short_name]
+
+
+def test_the_walk_finds_a_nested_property_without_a_description() -> None:
+    node = {"properties": {"a": {"description": "x", "items": {"properties": {"b": {"type": "string"}}}}}}
+
+    assert undescribed(node, "") == [".a[].b"]
+
+
+def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> None:
+    moment = datetime(2024, 5, 1, tzinfo=UTC)
+    state = MigrationState(
+        phase=Phase.ROLLING_BACK,
+        message="restore failed",
+        workload="container/web",
+        source_host="node1",
+        target_host="node2",
+        source_container_id="a" * 64,
+        target_container_id="b" * 64,
+        checkpoint_name="ferry-uid-1",
+        transfer="Stream",
+        fingerprint_pid=42,
+        fingerprint_stack="7ffd0000",
+        shell_job=False,
+        redirect="node1:80/tcp -> 10.0.0.2",
+        restore_requested=True,
+        mechanism="runc",
+        restart_policy={"Name": "always", "MaximumRetryCount": 0},
+        operator_version="0.1.0",
+        start_time=moment,
+        frozen_at=moment,
+        completion_time=moment,
+        transitions=[(Phase.PENDING, moment), (Phase.PREPARING, moment)],
+        metrics=Metrics(**{attr: 1 for attr in Metrics.FIELDS}),
+    )
+    state.wait_for("cannot reach node1")
+
+    status = state.to_status(generation=1)
+
+    assert undeclared(status, schema(FERRY_CRDS[0])["properties"]["status"], "status") == []
