@@ -21,6 +21,7 @@ TAR_OPTIONS = (
     "--numeric-owner",
     "--totals",
 )
+MTIME_MARGIN_SECONDS = 1.0
 CRIU_VERSION = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
 RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"  # runc hands these options to CRIU; Docker's API cannot
 # A service under load has connections in flight and established at the freeze: dump them as closed
@@ -201,15 +202,15 @@ class DockerHost:
 def _pack(directory: str, changed_since: str | None) -> list[str]:
     if changed_since is None:
         return ["tar", "-C", directory, *TAR_OPTIONS, "-cf", "-", "."]
-    script = 'cd "$1" && find . -newermt "@$2" -print0 | tar --null --no-recursion -T - "$@" -cf -'
-    return [
-        "sh",
-        "-c",
-        script.replace('"$@"', " ".join(TAR_OPTIONS)),
-        "ferry-delta",
-        directory,
-        changed_since,
-    ]
+    # Every directory goes too, changed or not: a directory entry makes the receiving tar replace a link
+    # the bulk copy left at that path instead of following it out of the target directory.
+    script = (
+        'directory=$1 since=$2 && shift 2 && cd "$directory" && '
+        'find . \\( -type d -o -newermt "@$since" \\) -print0 | tar --null --no-recursion -T - "$@" -cf -'
+    )
+    # File times come from the kernel's coarse clock (a tick behind `date`): a second of margin.
+    since = f"{float(changed_since) - MTIME_MARGIN_SECONDS:.9f}"
+    return ["sh", "-c", script, "ferry-delta", directory, since, *TAR_OPTIONS]
 
 
 def _unpack(directory: str, *, fresh: bool) -> list[str]:

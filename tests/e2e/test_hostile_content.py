@@ -1,0 +1,35 @@
+"""A container's content is hostile input: what it puts in its volumes, and when, must never make a
+copy write outside the container's own directories on the target host."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.e2e.lab import Counter, Lab, OperatorProcess, unique
+
+
+def test_a_volume_link_swapped_for_a_directory_before_the_freeze_writes_nothing_outside(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    escape = Path("/tmp") / unique("ferry-escape")  # what the link points at, on the hosts themselves
+    escape.mkdir()
+    volume = unique("vol")
+    counter = Counter(lab, prefix="hostile", docker_args=["-v", f"{volume}:/data"])
+    try:
+        lab.docker("node1", "exec", counter.name, "ln", "-s", str(escape), "/data/a")
+        name = unique("mig-hostile")
+        lab.migration(name, counter.name, target="node2", pauses="Checkpointing=4")
+        lab.wait_for_phase(name, "Checkpointing")  # the bulk copy is done; the freeze is held back
+        swap = "rm /data/a && mkdir /data/a && echo pwned > /data/a/f && touch -d '1970-01-02 00:00' /data/a"
+        lab.docker("node1", "exec", counter.name, "sh", "-c", swap)
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert list(escape.iterdir()) == [], "the copy wrote through the link, outside the volume"
+        assert lab.docker("node2", "exec", counter.name, "cat", "/data/a/f").stdout == "pwned\n"
+        assert counter.assert_runs_once_and_continuous() == "node2"
+    finally:
+        shutil.rmtree(escape, ignore_errors=True)
+        for host in ("node1", "node2"):
+            lab.docker(host, "rm", "-f", counter.name, check=False)
+            lab.docker(host, "volume", "rm", "-f", volume, check=False)

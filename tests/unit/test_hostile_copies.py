@@ -1,0 +1,99 @@
+"""The directory copies (bulk, then what changed) run with real tar on local directories against
+content a hostile container controls: nothing may be written outside the target directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ferry.hosts.docker_host import _pack, _unpack
+
+
+def copy(source: Path, target: Path, since: str | None = None) -> None:
+    producer = subprocess.Popen(_pack(str(source), since), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    subprocess.run(_unpack(str(target), fresh=False), stdin=producer.stdout, check=True, capture_output=True)
+    assert producer.wait() == 0
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    source, target, outside = tmp_path / "source", tmp_path / "target", tmp_path / "outside"
+    for path in (source, target, outside):
+        path.mkdir()
+    return source, target, outside
+
+
+def moment() -> str:
+    time.sleep(0.05)
+    return f"{time.time():.6f}"
+
+
+def test_a_link_swapped_for_a_directory_after_the_bulk_copy_is_not_followed(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    source, target, outside = dirs
+    (source / "a").symlink_to(outside)
+    copy(source, target)
+    since = moment()
+    (source / "a").unlink()
+    (source / "a").mkdir()
+    (source / "a" / "f").write_text("pwned")
+    os.utime(source / "a", (1, 1))  # an old mtime: the directory itself looks unchanged
+    copy(source, target, since)
+    assert list(outside.iterdir()) == []
+    assert (target / "a" / "f").read_text() == "pwned"
+    assert not (target / "a").is_symlink()
+
+
+def test_absolute_and_climbing_links_arrive_as_links_and_are_not_written_through(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    source, target, outside = dirs
+    (source / "up").symlink_to("../outside")
+    (source / "abs").symlink_to(outside)
+    copy(source, target)
+    assert os.readlink(target / "up") == "../outside"
+    assert os.readlink(target / "abs") == str(outside)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_file_swapped_for_a_link_after_the_bulk_copy_replaces_the_file(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    source, target, outside = dirs
+    (source / "f").write_text("data")
+    copy(source, target)
+    since = moment()
+    (source / "f").unlink()
+    (source / "f").symlink_to(outside / "secret")
+    copy(source, target, since)
+    assert (target / "f").is_symlink()
+    assert not (outside / "secret").exists()
+
+
+def test_a_change_within_the_kernel_clock_tick_after_the_bulk_copy_is_not_missed(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    source, target, _ = dirs
+    (source / "f").write_text("old")
+    copy(source, target)
+    since = f"{time.time():.6f}"
+    (source / "f").write_text("new")  # its mtime may read a few ms *before* `since`
+    copy(source, target, since)
+    assert (target / "f").read_text() == "new"
+
+
+def test_a_huge_name_is_copied_without_escaping(dirs: tuple[Path, Path, Path]) -> None:
+    source, target, outside = dirs
+    deep = source
+    for _ in range(15):
+        deep = deep / ("d" * 200)
+    deep.mkdir(parents=True)
+    (deep / ("f" * 255)).write_text("x")
+    copy(source, target)
+    assert list(outside.iterdir()) == []
+    assert sum(1 for _ in target.rglob("f" * 255)) == 1
