@@ -19,6 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 LAB_SCRIPT = REPO / "hack" / "lab"
 KUBECONFIG = REPO / ".lab" / "kubeconfig"
+KUBE_CACHE = REPO / ".lab" / "kube-cache"  # discovery of this lab only: a stale cache hides new kinds
 KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
 MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
@@ -47,7 +48,7 @@ class Lab:
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+            [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "--cache-dir", str(KUBE_CACHE), *args],
             capture_output=True,
             text=True,
             input=input,
