@@ -1,14 +1,17 @@
-"""In-memory stand-ins for the migration layer's protocols (HostDirectory, StatusSink, Coordination)
-and for the few host calls that verify and roll_back make: no Docker, no SSH, no Kubernetes."""
+"""In-memory stand-ins for the migration layer's protocols (HostDirectory, StatusSink, Coordination),
+the operator's EventPoster, the CLI's MigrationApi, and for the few host calls that verify and
+roll_back make: no Docker, no SSH, no Kubernetes."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, Workload
+from ferry.client.kube import ClientError
 from ferry.hosts.docker_engine import NotFound
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.ssh import CommandResult
@@ -159,6 +162,63 @@ class FakeSink:
     @property
     def phases(self) -> list[str]:
         return [status["phase"] for status in self.saved]
+
+
+class FakeEventPoster:
+    """An EventPoster keeping every Event posted; `failing` is raised by each post instead."""
+
+    def __init__(self) -> None:
+        self.posted: list[dict[str, Any]] = []
+        self.failing: Exception | None = None
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        if self.failing is not None:
+            raise self.failing
+        assert body["metadata"]["namespace"] == namespace
+        self.posted.append(body)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [event["reason"] for event in self.posted]
+
+
+class FakeMigrationApi:
+    """The CLI's MigrationApi over dicts, naming as the API server does for generateName. Each read of
+    a Migration first moves it to the next status in `progress` (as the operator would); a None
+    there deletes it."""
+
+    def __init__(self, *, hosts: Sequence[dict[str, Any]] = (), namespace: str = "default") -> None:
+        self.namespace = namespace
+        self.migrations: dict[tuple[str, str], dict[str, Any]] = {}
+        self.hosts = list(hosts)
+        self.progress: list[dict[str, Any] | None] = []
+
+    def create_migration(self, body: dict[str, Any]) -> dict[str, Any]:
+        resource = copy.deepcopy(body)
+        meta = resource["metadata"]
+        if "name" not in meta:
+            meta["name"] = f"{meta.pop('generateName')}x{len(self.migrations):04d}"
+        meta["creationTimestamp"] = "2024-05-01T12:00:00Z"
+        key = (meta["namespace"], meta["name"])
+        if key in self.migrations:
+            raise ClientError(f"cannot create the Migration: {meta['name']} already exists")
+        self.migrations[key] = resource
+        return copy.deepcopy(resource)
+
+    def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if (namespace, name) in self.migrations and self.progress:
+            status = self.progress.pop(0)
+            if status is None:
+                del self.migrations[namespace, name]
+            else:
+                self.migrations[namespace, name]["status"] = status
+        return copy.deepcopy(self.migrations.get((namespace, name)))
+
+    def list_migrations(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [copy.deepcopy(m) for (ns, _), m in self.migrations.items() if namespace in (None, ns)]
+
+    def list_docker_hosts(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.hosts)
 
 
 @dataclass
