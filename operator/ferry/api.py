@@ -69,6 +69,7 @@ class MigrationSpec:
     transfer: Transfer = Transfer.STREAM
     redirect: bool = False
     keep_checkpoint: bool = False
+    dry_run: bool = False  # preflight only: nothing is changed on any host
     timeout_seconds: int = 300
 
     @classmethod
@@ -80,6 +81,9 @@ class MigrationSpec:
             raise SpecError(f"sourceHost and targetHost are both '{target}'; name two different hosts")
         if workload.process is not None and source is None:
             raise SpecError("a process workload needs spec.sourceHost")
+        dry_run = _boolean(spec, "dryRun")
+        if dry_run and workload.process is not None:
+            raise SpecError("spec.dryRun applies to a container workload, not to a process")
         timeout = spec.get("timeoutSeconds", 300)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 10 <= timeout <= 86400:
             raise SpecError(f"spec.timeoutSeconds must be an integer from 10 to 86400, not {timeout!r}")
@@ -92,6 +96,7 @@ class MigrationSpec:
             transfer=_enum(Transfer, spec, "transfer", Transfer.STREAM),
             redirect=_boolean(spec, "redirect"),
             keep_checkpoint=_boolean(spec, "keepCheckpoint"),
+            dry_run=dry_run,
             timeout_seconds=timeout,
         )
 

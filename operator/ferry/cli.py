@@ -1,4 +1,5 @@
-"""`ferry run`: the operator's entry point."""
+"""The `ferry` program (also `kubectl ferry`): `ferry run` is the operator, the other subcommands
+(ferry.client) the command line for people and scripts."""
 
 from __future__ import annotations
 
@@ -6,19 +7,40 @@ import argparse
 import logging
 import os
 import random
+import sys
+from typing import NoReturn
 
 import kopf
 import prometheus_client
 
 from ferry import __version__
+from ferry.client import commands as client_commands
+from ferry.client.outcome import EXIT_CODES_HELP, ExitCode
 from ferry.lease import OPERATOR_NAMESPACE
+
+PLUGIN_EXECUTABLE = "kubectl-ferry"  # kubectl runs it for `kubectl ferry ...`
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 1: argparse's own 2 means a Failed migration here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
+
+
+def program_name(executable: str) -> str:
+    return "kubectl ferry" if os.path.basename(executable) == PLUGIN_EXECUTABLE else "ferry"
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="ferry", description="Live-migrate containers between Docker hosts."
+    parser = Parser(
+        prog=program_name(sys.argv[0]),
+        description="Live-migrate containers between Docker hosts.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"ferry {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator")
     scope = run.add_mutually_exclusive_group()
@@ -48,11 +70,18 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         f"(default: $FERRY_NAMESPACE, or {OPERATOR_NAMESPACE})",
     )
     run.add_argument("-v", "--verbose", action="store_true")
+    client_commands.register(commands)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
+    if args.command != "run":
+        sys.exit(client_commands.run(args))
+    run_operator(args)
+
+
+def run_operator(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

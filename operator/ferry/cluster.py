@@ -93,3 +93,7 @@ class Cluster:
             if error.status == 409:
                 raise Conflict(f"Migration {namespace}/{name} changed since {resource_version}") from None
             raise
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        # the client sends a dict as it is, in the API's own field names
+        self.core.create_namespaced_event(namespace, cast(kubernetes.client.CoreV1Event, body))

@@ -18,7 +18,7 @@ from ferry.reconcile import (
     DrivenElsewhere,
     HostPool,
     Operator,
-    probe_docker_host,
+    probe_and_report,
     reconcile_migration,
     release_redirect,
 )
@@ -54,6 +54,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.operator.pool.close()
+    memo.operator.events.flush()
 
 
 @kopf.on.resume(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
@@ -80,5 +81,7 @@ def _reconcile(operator: Operator, namespace: str, name: str, uid: str) -> None:
 
 
 @kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=HOST_PROBE_SECONDS)
-def probe_host(name: str, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-    patch.status.update(probe_docker_host(memo.operator.pool, name))
+def probe_host(
+    name: str, uid: str, status: kopf.Status, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+) -> None:
+    patch.status.update(probe_and_report(memo.operator, name, uid, status))

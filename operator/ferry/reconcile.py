@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ferry import __version__, metrics
 from ferry.api import DockerHostSpec, MigrationSpec, SpecError
 from ferry.cluster import Cluster, ClusterError, Conflict
+from ferry.events import Events, ObjectRef
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.runc import FastPathConfig
@@ -105,20 +106,27 @@ CONFLICT_RETRIES = 5
 class ResourceStatus:
     """Writes a migration's state into its Migration's status subresource, fenced: each write is
     conditional on the resourceVersion this driver last saw, so a stale driver cannot overwrite a
-    newer one's status."""
+    newer one's status. A write that changes the phase posts an Event about it."""
 
     def __init__(
-        self, store: MigrationStore, resource: dict[str, Any], still_held: Callable[[], bool]
+        self,
+        store: MigrationStore,
+        resource: dict[str, Any],
+        still_held: Callable[[], bool],
+        events: Events,
     ) -> None:
         self.store = store
         self.namespace = resource["metadata"]["namespace"]
         self.name = resource["metadata"]["name"]
+        self._ref = ObjectRef("Migration", self.name, resource["metadata"]["uid"], self.namespace)
         self._still_held = still_held
+        self._events = events
         self._resource_version: str = resource["metadata"]["resourceVersion"]
         self._written: dict[str, Any] = resource.get("status", {})  # the status as the server has it
 
     def save(self, state: MigrationState, generation: int | None) -> None:
         status = state.to_status(generation)
+        previous_phase = self._written.get("phase")
         for _ in range(CONFLICT_RETRIES):
             try:
                 written = self.store.patch_migration_status(
@@ -128,6 +136,8 @@ class ResourceStatus:
                 self._catch_up()
                 continue
             self._seen(written)
+            if status["phase"] != previous_phase:
+                self._events.phase_entered(self._ref, state)
             return
         raise ClusterError(f"Migration {self.namespace}/{self.name} kept changing while we wrote its status")
 
@@ -170,6 +180,10 @@ class Operator:
     lease_seconds: int = 15
     namespace: str = OPERATOR_NAMESPACE  # the operator's own: where the Leases live
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
+    events: Events = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = Events(self.cluster, self.identity)
 
 
 class ClusterCoordination:
@@ -241,7 +255,7 @@ def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) 
     status = resource.get("status", {})
     state = MigrationState.from_status(status)
     state.operator_version = __version__
-    sink = ResourceStatus(operator.cluster, resource, still_held=lease.confirm)
+    sink = ResourceStatus(operator.cluster, resource, still_held=lease.confirm, events=operator.events)
     if "phase" not in status:  # a new Migration: `kubectl get -w` shows Pending from the first write
         state.start("seen by the operator: it checks the spec, the hosts and the workload, then queues it")
         sink.save(state, generation)
@@ -316,6 +330,25 @@ def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:
         "message": message,
         "conditions": [_ready(ready, "Reachable" if ready else "CRIUMissing", message)],
     }
+
+
+def probe_and_report(operator: Operator, name: str, uid: str, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The DockerHost's new status; an Event when its readiness, or the reason for it, changed since
+    the `previous` status (the first probe of a host reports it too)."""
+    status = probe_docker_host(operator.pool, name)
+    before, ready = _ready_condition(previous), _ready_condition(status)
+    if (before.get("status"), before.get("reason")) != (ready["status"], ready["reason"]):
+        operator.events.post(
+            ObjectRef("DockerHost", name, uid),
+            ready["reason"],
+            f"Ready={ready['status']}: {ready['message']}",
+            warning=ready["status"] != "True",
+        )
+    return status
+
+
+def _ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
 
 
 def _ready(ready: bool, reason: str, message: str) -> dict[str, Any]:

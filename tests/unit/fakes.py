@@ -1,22 +1,33 @@
-"""In-memory stand-ins for the migration layer's protocols (HostDirectory, StatusSink, Coordination)
-and for the few host calls that verify and roll_back make: no Docker, no SSH, no Kubernetes."""
+"""In-memory stand-ins for the migration layer's protocols (HostDirectory, StatusSink, Coordination),
+the operator's EventPoster, the CLI's MigrationApi, and the host calls that preflight, verify and
+roll_back make: no Docker, no SSH, no Kubernetes.
+
+A FakeHost answers only the read-only commands it knows (in the real commands' output format);
+any other command fails the test, so a test can tell that nothing was changed on a host."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, Workload
+from ferry.client.kube import ClientError
 from ferry.hosts.docker_engine import NotFound
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.facts import CriuCheck
+from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.ssh import CommandResult
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext, MigrationRequest
+from ferry.migration.preflight import Disk, Facts
 from ferry.migration.state import MigrationState, Phase, now
 
 STACK = "7ffd0000"  # the fingerprint: the stack address of the process before the freeze
+GiB = 1 << 30
+IMAGE_ID = "sha256:b0b0"
 
 
 class FakeEngine:
@@ -26,16 +37,41 @@ class FakeEngine:
         self.host = host
         self.containers: dict[str, dict[str, Any]] = {}
         self.checkpoints: dict[str, set[str]] = {}
+        self.images: dict[str, dict[str, Any]] = {}
+        self.networks = {"bridge", "host", "none"}
+        self.architecture = "x86_64"  # as `docker info` says it
         self.failing: dict[str, Exception] = {}
         self.calls = calls
 
-    def add(self, container_id: str, *, running: bool, checkpoints: tuple[str, ...] = ()) -> None:
+    def add(
+        self,
+        container_id: str,
+        *,
+        running: bool,
+        checkpoints: tuple[str, ...] = (),
+        ports: tuple[tuple[str, int], ...] = (),
+        networks: tuple[str, ...] = ("bridge",),
+    ) -> dict[str, Any]:
+        """A container of image IMAGE_ID publishing `ports` ((protocol, port)); its inspect data."""
         self.containers[container_id] = {
             "Id": container_id,
+            "Name": f"/{container_id}",
+            "Image": IMAGE_ID,
+            "Config": {"Image": "busybox", "Tty": False},
             "State": {"Running": running, "Status": "running" if running else "exited", "Pid": 42},
-            "HostConfig": {"PortBindings": {}},
+            "HostConfig": {
+                "PortBindings": {f"{port}/{protocol}": [{"HostPort": str(port)}] for protocol, port in ports}
+            },
+            "NetworkSettings": {"Networks": {name: {} for name in networks}},
+            "SizeRw": 10 << 20,
         }
         self.checkpoints[container_id] = set(checkpoints)
+        return self.containers[container_id]
+
+    def add_image(
+        self, image_id: str = IMAGE_ID, *, architecture: str = "amd64", size: int = 5 << 20
+    ) -> None:
+        self.images[image_id] = {"Id": image_id, "Architecture": architecture, "Size": size}
 
     def running(self, container_id: str) -> bool:
         return container_id in self.containers and bool(self.containers[container_id]["State"]["Running"])
@@ -51,8 +87,36 @@ class FakeEngine:
         return self.containers[container_id]
 
     def running_containers(self) -> list[dict[str, Any]]:
-        """As `docker ps`: each running container's ID and names (a container's name is its ID here)."""
-        return [{"Id": cid, "Names": [f"/{cid}"]} for cid in self.containers if self.running(cid)]
+        """As `docker ps`: each running container's ID, names (its ID here) and published ports."""
+        return [
+            {
+                "Id": cid,
+                "Names": [f"/{cid}"],
+                "Ports": [
+                    {"PublicPort": int(port.split("/")[0]), "Type": port.split("/")[1]}
+                    for port in self.containers[cid]["HostConfig"]["PortBindings"]
+                ],
+            }
+            for cid in self.containers
+            if self.running(cid)
+        ]
+
+    def writable_layer_bytes(self, container_id: str) -> int:
+        return int(self.inspect_container(container_id)["SizeRw"])
+
+    def info(self) -> dict[str, Any]:
+        return {"Architecture": self.architecture, "DockerRootDir": f"/var/lib/docker-{self.host}"}
+
+    def inspect_image(self, image_id: str) -> dict[str, Any]:
+        if image_id not in self.images:
+            raise NotFound(f"no image {image_id} on {self.host}")
+        return self.images[image_id]
+
+    def has_image(self, image_id: str) -> bool:
+        return image_id in self.images
+
+    def network_names(self) -> set[str]:
+        return set(self.networks)
 
     def list_checkpoints(self, container_id: str) -> list[str]:
         self._call("list_checkpoints", container_id)
@@ -79,25 +143,53 @@ class FakeEngine:
 
 
 class FakeHost:
-    """What verify and roll_back use of a DockerHost."""
+    """What preflight, verify and roll_back use of a DockerHost."""
 
     def __init__(self, name: str, calls: list[str]) -> None:
         self.name = name
         self.engine = FakeEngine(name, calls)
         self.runc = None
-        self.peer = None
+        self.peer: PeerEndpoint | None = None
+        self.ssh = self  # commands sent to its SSH session are answered as run() answers them
         self.files: set[str] = set()
         self.stack = STACK
+        self.sockets: list[str] = []  # lines of `ss -H -ltnu`
+        self.processes: list[tuple[int, int, int]] = [(1, 0, 9000), (42, 1, 2048)]  # pid, ppid, RSS in KiB
+        self.disk_available = 100 * GiB
+        self.memory_available = 8 * GiB
+        self.criu_check = (0, "Looks good.")  # exit code, output
         self.failing: dict[str, Exception] = {}
         self.calls = calls
+
+    def listen(self, protocol: str, port: int) -> None:
+        """A process listening on `port` (TCP) or bound to it (UDP), as `ss` lists it."""
+        state = "LISTEN" if protocol == "tcp" else "UNCONN"
+        self.sockets.append(f"{protocol}   {state} 0      4096         0.0.0.0:{port}      0.0.0.0:*")
 
     def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
     ) -> CommandResult:
-        """Answers `cat /proc/PID/maps` (how the stack address is read); nothing else is run."""
-        assert argv[0] == "cat" and argv[1].endswith("/maps"), argv
-        maps = f"{self.stack}-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n" if self.stack else ""
-        return CommandResult(0, maps.encode(), b"")
+        """Answers the read-only commands ferry runs: anything else fails the test."""
+        command = list(argv)
+        if command[0] == "cat" and command[1].endswith("/maps"):
+            maps = f"{self.stack}-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n" if self.stack else ""
+            return _output(maps)
+        if command == ["cat", "/proc/meminfo"]:
+            available = self.memory_available // 1024
+            return _output(f"MemTotal: {available * 2} kB\nMemFree: 1000 kB\nMemAvailable: {available} kB\n")
+        if command == ["ss", "-H", "-ltnu"]:
+            return _output("".join(f"{line}\n" for line in self.sockets))
+        if command[:3] == ["df", "-B1", "--output=avail"]:
+            return _output(f"       Avail\n{self.disk_available}\n")
+        if command == ["ps", "-e", "-o", "pid=,ppid=,rss="]:
+            return _output("".join(f"{pid:>5} {ppid:>5} {rss:>6}\n" for pid, ppid, rss in self.processes))
+        if command == ["criu", "check"]:
+            exit_code, text = self.criu_check
+            return CommandResult(exit_code, b"", text.encode())
+        raise AssertionError(f"{self.name} was asked to run {command}")
+
+    def docker_root_dir(self) -> str:
+        return str(self.engine.info()["DockerRootDir"])
 
     def path_exists(self, path: str) -> bool:
         return path in self.files
@@ -115,6 +207,10 @@ class FakeHost:
         self.calls.append(f"{self.name}:forward_ports")
         if "forward_ports" in self.failing:
             raise self.failing["forward_ports"]
+
+
+def _output(text: str) -> CommandResult:
+    return CommandResult(0, text.encode(), b"")
 
 
 def host_spec(name: str, allowed: tuple[str, ...] = ("*",)) -> DockerHostSpec:
@@ -159,6 +255,63 @@ class FakeSink:
     @property
     def phases(self) -> list[str]:
         return [status["phase"] for status in self.saved]
+
+
+class FakeEventPoster:
+    """An EventPoster keeping every Event posted; `failing` is raised by each post instead."""
+
+    def __init__(self) -> None:
+        self.posted: list[dict[str, Any]] = []
+        self.failing: Exception | None = None
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        if self.failing is not None:
+            raise self.failing
+        assert body["metadata"]["namespace"] == namespace
+        self.posted.append(body)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [event["reason"] for event in self.posted]
+
+
+class FakeMigrationApi:
+    """The CLI's MigrationApi over dicts, naming as the API server does for generateName. Each read of
+    a Migration first moves it to the next status in `progress` (as the operator would); a None
+    there deletes it."""
+
+    def __init__(self, *, hosts: Sequence[dict[str, Any]] = (), namespace: str = "default") -> None:
+        self.namespace = namespace
+        self.migrations: dict[tuple[str, str], dict[str, Any]] = {}
+        self.hosts = list(hosts)
+        self.progress: list[dict[str, Any] | None] = []
+
+    def create_migration(self, body: dict[str, Any]) -> dict[str, Any]:
+        resource = copy.deepcopy(body)
+        meta = resource["metadata"]
+        if "name" not in meta:
+            meta["name"] = f"{meta.pop('generateName')}x{len(self.migrations):04d}"
+        meta["creationTimestamp"] = "2024-05-01T12:00:00Z"
+        key = (meta["namespace"], meta["name"])
+        if key in self.migrations:
+            raise ClientError(f"cannot create the Migration: {meta['name']} already exists")
+        self.migrations[key] = resource
+        return copy.deepcopy(resource)
+
+    def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if (namespace, name) in self.migrations and self.progress:
+            status = self.progress.pop(0)
+            if status is None:
+                del self.migrations[namespace, name]
+            else:
+                self.migrations[namespace, name]["status"] = status
+        return copy.deepcopy(self.migrations.get((namespace, name)))
+
+    def list_migrations(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [copy.deepcopy(m) for (ns, _), m in self.migrations.items() if namespace in (None, ns)]
+
+    def list_docker_hosts(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.hosts)
 
 
 @dataclass
@@ -217,3 +370,29 @@ def frozen_state(phase: Phase, **fields: Any) -> MigrationState:
         **fields,
     }
     return MigrationState(**values)
+
+
+def preflight_facts(**overrides: Any) -> Facts:
+    """What a Live move of a container publishing 8080/tcp from node1 to node2 finds, all of it fine."""
+    values: dict[str, Any] = {
+        "source": "node1",
+        "target": "node2",
+        "live": True,
+        "ports": [("tcp", 8080)],
+        "published_on_target": {},
+        "listening_on_target": {("tcp", 22)},
+        "image": "busybox",
+        "image_architecture": "amd64",
+        "image_bytes_to_copy": 5 << 20,
+        "target_architecture": "amd64",
+        "rootfs_bytes": 10 << 20,
+        "checkpoint_bytes": 100 << 20,
+        "source_disk": Disk("/var/lib/docker", 100 * GiB),
+        "target_disk": Disk("/var/lib/docker", 100 * GiB),
+        "target_memory": 8 * GiB,
+        "criu": {"node1": CriuCheck(0, "Looks good."), "node2": CriuCheck(0, "Looks good.")},
+        "networks": [],
+        "target_networks": {"bridge", "host", "none"},
+        **overrides,
+    }
+    return Facts(**values)

@@ -56,6 +56,7 @@ def test_minimal_container_spec_gets_the_documented_defaults() -> None:
         transfer=Transfer.STREAM,
         redirect=False,
         keep_checkpoint=False,
+        dry_run=False,
         timeout_seconds=300,
     )
 
@@ -68,6 +69,7 @@ def test_every_field_is_read_from_its_camel_case_key() -> None:
             transfer="SharedDirectory",
             redirect=True,
             keepCheckpoint=True,
+            dryRun=True,
             timeoutSeconds=600,
         )
     )
@@ -77,6 +79,7 @@ def test_every_field_is_read_from_its_camel_case_key() -> None:
     assert parsed.transfer is Transfer.SHARED_DIRECTORY
     assert parsed.redirect is True
     assert parsed.keep_checkpoint is True
+    assert parsed.dry_run is True
     assert parsed.timeout_seconds == 600
 
 
@@ -181,6 +184,8 @@ BAD_MIGRATIONS: list[Any] = [
     pytest.param(migration(redirect="yes"), "spec.redirect", id="redirect-string"),
     pytest.param(migration(redirect=1), "spec.redirect", id="redirect-int"),
     pytest.param(migration(keepCheckpoint="true"), "spec.keepCheckpoint", id="keep-checkpoint-string"),
+    pytest.param(migration(dryRun="true"), "spec.dryRun", id="dry-run-string"),
+    pytest.param(process_migration({"pid": 42}) | {"dryRun": True}, "spec.dryRun", id="dry-run-of-a-process"),
 ]
 
 

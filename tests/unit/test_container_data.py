@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferry.migration.container import published_ports
-from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
+from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes, published_ports
 
 SOURCE: dict[str, Any] = {
     "Mounts": [

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from ferry.migration import preflight
 from ferry.migration.state import Metrics, MigrationState, Phase
+from tests.unit.fakes import preflight_facts
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 FERRY_CRDS = ["ferry.dev_migrations.yaml", "ferry.dev_dockerhosts.yaml"]
@@ -78,6 +80,7 @@ def test_the_walk_finds_a_nested_property_without_a_description() -> None:
 
 def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> None:
     moment = datetime(2024, 5, 1, tzinfo=UTC)
+    facts = preflight_facts()
     state = MigrationState(
         phase=Phase.ROLLING_BACK,
         message="restore failed",
@@ -96,6 +99,8 @@ def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> 
         mechanism="runc",
         restart_policy={"Name": "always", "MaximumRetryCount": 0},
         operator_version="0.1.0",
+        preflight=preflight.report(facts, preflight.evaluate(facts)),  # every key: a live move, image copied
+        source_was_running=False,
         start_time=moment,
         frozen_at=moment,
         completion_time=moment,

@@ -12,9 +12,11 @@ from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from ferry.cluster import Cluster, ClusterError, Conflict
+from ferry.events import Events
 from ferry.migration.context import LostCharge
 from ferry.migration.state import MigrationState, Phase
 from ferry.reconcile import ResourceStatus
+from tests.unit.fakes import FakeEventPoster
 
 
 class FakeStore:
@@ -23,7 +25,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.version = 7
         self.resource: dict[str, Any] | None = {
-            "metadata": {"namespace": "team-a", "name": "move-web", "resourceVersion": "7"},
+            "metadata": {"namespace": "team-a", "name": "move-web", "uid": "uid-1", "resourceVersion": "7"},
             "status": {"phase": "Preparing"},
         }
         self.written_with: list[str] = []
@@ -63,7 +65,9 @@ class FakeStore:
 
 def sink_for(store: FakeStore, *, held: bool = True) -> ResourceStatus:
     assert store.resource is not None
-    return ResourceStatus(store, copy.deepcopy(store.resource), still_held=lambda: held)
+    return ResourceStatus(
+        store, copy.deepcopy(store.resource), still_held=lambda: held, events=Events(FakeEventPoster(), "me")
+    )
 
 
 def state_in(phase: Phase) -> MigrationState:
@@ -134,7 +138,9 @@ def test_the_lease_is_only_asked_about_when_the_status_changed() -> None:
         return True
 
     assert store.resource is not None
-    sink = ResourceStatus(store, copy.deepcopy(store.resource), still_held=still_held)
+    sink = ResourceStatus(
+        store, copy.deepcopy(store.resource), still_held=still_held, events=Events(FakeEventPoster(), "me")
+    )
     store.annotate()
 
     sink.save(state_in(Phase.CHECKPOINTING), 1)

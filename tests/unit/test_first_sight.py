@@ -8,6 +8,7 @@ from typing import Any, cast
 from ferry import __version__
 from ferry.cluster import Cluster
 from ferry.reconcile import HostPool, Operator, reconcile_migration
+from tests.unit.fakes import FakeEventPoster
 from tests.unit.test_lease import FakeCoordinationApi
 
 
@@ -23,6 +24,7 @@ class FakeCluster:
         if status is not None:
             self.resource["status"] = status
         self.written: list[dict[str, Any]] = []
+        self.events = FakeEventPoster()
 
     def docker_hosts(self) -> dict[str, dict[str, Any]]:
         return {"node1": {}, "node2": {}}
@@ -38,6 +40,9 @@ class FakeCluster:
         self.resource["metadata"]["resourceVersion"] = str(int(resource_version) + 1)
         return copy.deepcopy(self.resource)
 
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        self.events.create_event(namespace, body)
+
 
 # A target no DockerHost answers to: the run ends Failed without reaching for any host.
 TO_NOWHERE = {"workload": {"container": "web"}, "targetHost": "nowhere"}
@@ -46,6 +51,7 @@ TO_NOWHERE = {"workload": {"container": "web"}, "targetHost": "nowhere"}
 def reconcile(cluster: FakeCluster) -> None:
     operator = Operator(cast(Cluster, cluster), HostPool(cast(Cluster, cluster)), "me")
     reconcile_migration(operator, namespace="team-a", name="move-web", uid="uid-1")
+    operator.events.flush()
 
 
 def test_the_first_status_write_of_a_new_migration_is_pending_with_a_message() -> None:

@@ -27,6 +27,7 @@ LEGAL: frozenset[tuple[Phase, Phase]] = frozenset(
         (P.PENDING, P.FAILED),
         (P.PREPARING, P.CHECKPOINTING),
         (P.PREPARING, P.FAILED),
+        (P.PREPARING, P.SUCCEEDED),  # a dry run ends after its preflight
         (P.CHECKPOINTING, P.TRANSFERRING),
         (P.CHECKPOINTING, P.RESTORING),  # a shared directory needs no transfer
         (P.CHECKPOINTING, P.ROLLING_BACK),
@@ -285,6 +286,8 @@ def full_state() -> MigrationState:
         transfer="Stream",
         fingerprint_pid=4242,
         fingerprint_stack="0x7ffc0000",
+        preflight={"checks": [{"name": "PortsFree", "passed": True, "message": "free"}], "rootfsBytes": 4096},
+        source_was_running=True,
         start_time=T0,
         frozen_at=T0 + timedelta(milliseconds=1250),
         completion_time=None,

@@ -111,6 +111,18 @@ class DockerEngine:
     def running_containers(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], self._call("docker ps", self.api.containers))
 
+    def writable_layer_bytes(self, container_id: str) -> int:
+        """SizeRw of `docker inspect --size`: what the container wrote over its image."""
+        url = self.api._url("/containers/{0}/json", container_id)
+        what = f"sizing container {container_id[:12]}"
+        response = self._call(what, self.api._get, url, params={"size": 1}, timeout=LONG_TIMEOUT)
+        self._call(what, self.api._raise_for_status, response)
+        return int(response.json().get("SizeRw") or 0)
+
+    def network_names(self) -> set[str]:
+        networks = cast(list[dict[str, Any]], self._call("docker network ls", self.api.networks))
+        return {str(network["Name"]) for network in networks}
+
     def has_image(self, image_id: str) -> bool:
         try:
             self._call(f"image {image_id}", self.api.inspect_image, image_id)

@@ -23,8 +23,9 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import revoke_keys
 from ferry.hosts.runc import RUNTIME_NAME, WORK_ROOT, ArmedCommand, FastPathUnavailable
 from ferry.hosts.streams import Stream
+from ferry.migration import preflight
 from ferry.migration.container_config import clone_create_body
-from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
+from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes, published_ports
 from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
 from ferry.migration.state import Phase, format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
@@ -32,6 +33,7 @@ from ferry.migration.steps import MigrationSteps, unfinished
 log = logging.getLogger(__name__)
 
 MIGRATION_LABEL = "ferry.dev/migration"
+STOPPED = ("created", "exited")  # what strategy: Cold moves as it is, stopped
 CHECKPOINT_ATTEMPTS = 3
 START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists"
 
@@ -69,24 +71,18 @@ class ContainerMigration(MigrationSteps):
             raise Problem(
                 "ContainerNotFound", f"container '{self.container}' does not exist on host {source.name}"
             )
-        if not info["State"]["Running"] or info["State"].get("Paused"):
-            raise Problem(
-                "ContainerNotRunning",
-                f"container '{self.container}' on {source.name} is {info['State']['Status']}, not running; "
-                "only a running container can be migrated",
-            )
+        self._check_movable(info["State"]["Status"])
         if self.live and info["Config"].get("Tty"):
             raise Problem(
                 "TTYNotSupported",
                 f"container '{self.container}' has a TTY, which CRIU cannot checkpoint; "
                 "use strategy: Cold to move it without its memory",
             )
-        self._check_ports_free(info)
+        self.state.source_was_running = info["State"]["Status"] == "running"
+        preflight.run(self.ctx, source, target, info, live=self.live)  # raises a Problem saying what to fix
+        if self.state.phase.is_terminal:
+            return  # a dry run: nothing is made
         for host in (source, target) if self.live else ():
-            if host.criu_version() is None:
-                raise Problem(
-                    "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
-                )
             host.ensure_criu_options()
         if self.state.mechanism is None:
             self.state.mechanism = self._choose_mechanism(info)
@@ -108,6 +104,20 @@ class ContainerMigration(MigrationSteps):
             self._prepare_fast_path()
         self.state.metrics.prepare_ms = milliseconds(started, now())
         self.ctx.advance(Phase.CHECKPOINTING)
+
+    def _check_movable(self, status: str) -> None:
+        """Live moves a running container; Cold also a stopped one, which stays stopped."""
+        if status == "running" or (status in STOPPED and not self.live):
+            return
+        fix = (
+            "start it, or use strategy: Cold to move it as it is, stopped"
+            if status in STOPPED
+            else "only a running container, or with strategy: Cold a stopped one, can be moved"
+        )
+        raise Problem(
+            "ContainerNotRunning",
+            f"container '{self.container}' on {self.source.name} is {status}, not running; {fix}",
+        )
 
     @property
     def fast(self) -> bool:
@@ -201,18 +211,6 @@ class ContainerMigration(MigrationSteps):
             target_info = self.target.engine.inspect_container(self._target_id())
             self._volume_copies = local_volumes(source_info, target_info)
         return self._volume_copies
-
-    def _check_ports_free(self, info: dict[str, Any]) -> None:
-        """A published port taken on the target would only show when the restore fails."""
-        wanted = {(port, protocol) for protocol, port in published_ports(info)}
-        for other in self.target.engine.running_containers():
-            for port in other.get("Ports", []):
-                if (port.get("PublicPort"), port.get("Type")) in wanted:
-                    raise Problem(
-                        "PortTaken",
-                        f"port {port['PublicPort']}/{port['Type']} is already published on "
-                        f"{self.target.name} by container {other['Names'][0].lstrip('/')}",
-                    )
 
     def _copy_image(self, info: dict[str, Any]) -> None:
         image_id: str = info["Image"]
@@ -399,7 +397,7 @@ class ContainerMigration(MigrationSteps):
         if self._armed_checkpoint is not None:
             self._armed_checkpoint.close()
             self._armed_checkpoint = None
-        if self.state.phase.is_terminal:
+        if self.state.phase.is_terminal and not self.ctx.request.spec.dry_run:  # a dry run made nothing
             try:
                 self._remove_fast_path_files()
             except HOST_ERRORS as error:
@@ -469,12 +467,12 @@ class ContainerMigration(MigrationSteps):
             not_done += self.attempt(remove, lambda: self.source.engine.remove_container(source_id))
         not_done += self.attempt("removing the fast path's files", self._remove_fast_path_files)
         downtime = self.state.metrics.downtime_ms or 0
-        self.ctx.advance(
-            Phase.SUCCEEDED,
+        outcome = (
             f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}"
-            + unfinished(not_done),
-            reason="Migrated",
+            if self.state.source_was_running is not False
+            else f"{self.state.workload} is on {self.target.name}, stopped as it was on {self.source.name}"
         )
+        self.ctx.advance(Phase.SUCCEEDED, outcome + unfinished(not_done), reason="Migrated")
 
     def _redirect_source_ports(self) -> None:
         """Keeps the old address working: the source host forwards the published ports to the target."""
@@ -488,6 +486,8 @@ class ContainerMigration(MigrationSteps):
         )
 
     def _check_restored(self, host: DockerHost, container_id: str) -> None:
+        if self.state.source_was_running is False:
+            return  # moved stopped: it stays stopped, with no memory to recognise
         state = host.engine.inspect_container(container_id)["State"]
         if not state["Running"]:
             raise Problem(
@@ -556,6 +556,8 @@ class ContainerMigration(MigrationSteps):
             self.target.engine.remove_container(self.state.target_container_id)
 
     def _start(self, host: DockerHost, container_id: str) -> None:
+        if self.state.source_was_running is False:
+            return  # a stopped container moves stopped, and a rollback leaves it so
         if self.fast and host is self.target:
             self._restore_with_runtime_wrapper(host, container_id)
         elif self.live:
@@ -636,7 +638,7 @@ class ContainerMigration(MigrationSteps):
         """The source cannot come back: the target is the only copy. Kept if it runs; waited for if not."""
         target_id = self.state.target_container_id
         info = self.target.engine.find_container(target_id) if target_id is not None else None
-        if info is None or not info["State"]["Running"]:
+        if info is None or not (info["State"]["Running"] or self.state.source_was_running is False):
             raise Problem(
                 "NowhereToRun",
                 f"{unrestorable}, and no container of this migration runs on {self.target.name}: "
@@ -659,18 +661,6 @@ def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) 
             if "already exists" not in str(error) or attempt == START_ATTEMPTS:
                 raise Problem("RestoreFailed", str(error)) from None
             log.warning("restore on %s hit containerd's 'already exists'; retrying", host.name)
-
-
-def published_ports(info: dict[str, Any]) -> list[tuple[str, int]]:
-    """(protocol, host port) of every port the container publishes."""
-    return sorted(
-        {
-            (spec.split("/")[-1], int(binding["HostPort"]))
-            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
-            for binding in bindings or []
-            if binding.get("HostPort")
-        }
-    )
 
 
 def redirect_tag(uid: str) -> str:

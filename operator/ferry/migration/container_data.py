@@ -1,4 +1,4 @@
-"""What of a container's data lives outside its checkpoint: volumes, bind mounts, shared directories."""
+"""What of a container lives outside its checkpoint: volumes, bind mounts, shared directories, ports."""
 
 from __future__ import annotations
 
@@ -26,3 +26,15 @@ def local_volumes(source_info: dict[str, Any], target_info: dict[str, Any]) -> l
 def bind_sources(info: dict[str, Any]) -> list[tuple[str, str]]:
     """(host path, container path) of every bind mount."""
     return [(m["Source"], m["Destination"]) for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
+
+
+def published_ports(info: dict[str, Any]) -> list[tuple[str, int]]:
+    """(protocol, host port) of every port the container publishes."""
+    return sorted(
+        {
+            (spec.split("/")[-1], int(binding["HostPort"]))
+            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
+            for binding in bindings or []
+            if binding.get("HostPort")
+        }
+    )

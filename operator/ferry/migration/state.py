@@ -41,7 +41,7 @@ AFTER_FREEZE = frozenset(
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.PENDING: frozenset({Phase.PREPARING, Phase.FAILED}),
-    Phase.PREPARING: frozenset({Phase.CHECKPOINTING, Phase.FAILED}),
+    Phase.PREPARING: frozenset({Phase.CHECKPOINTING, Phase.FAILED, Phase.SUCCEEDED}),  # a dry run ends there
     Phase.CHECKPOINTING: frozenset({Phase.TRANSFERRING, Phase.RESTORING, Phase.ROLLING_BACK, Phase.FAILED}),
     Phase.TRANSFERRING: frozenset({Phase.RESTORING, Phase.ROLLING_BACK}),
     Phase.RESTORING: frozenset({Phase.VERIFYING, Phase.ROLLING_BACK}),
@@ -146,6 +146,8 @@ class MigrationState:
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
     operator_version: str | None = None  # of the operator that drove it last
+    preflight: dict[str, Any] | None = None  # the checks before the freeze, as status.preflight shows them
+    source_was_running: bool | None = None  # False: a stopped container, moved stopped (Cold)
     start_time: datetime | None = None
     frozen_at: datetime | None = None
     completion_time: datetime | None = None
@@ -222,6 +224,8 @@ class MigrationState:
             ],
             "observedGeneration": generation,
             "operatorVersion": self.operator_version,
+            "preflight": self.preflight,
+            "sourceWasRunning": self.source_was_running,
         }
         if self.fingerprint_pid is not None:
             status["fingerprint"] = {"pid": self.fingerprint_pid, "stackAddress": self.fingerprint_stack}
@@ -300,6 +304,8 @@ class MigrationState:
             mechanism=status.get("mechanism"),
             restart_policy=status.get("restartPolicy"),
             operator_version=status.get("operatorVersion"),
+            preflight=status.get("preflight"),
+            source_was_running=status.get("sourceWasRunning"),
             redirect=status.get("redirect"),
             fingerprint_pid=fingerprint.get("pid"),
             fingerprint_stack=fingerprint.get("stackAddress"),

@@ -1,0 +1,96 @@
+"""`ferry get` and `ferry hosts`: Migrations and DockerHosts as tables, or as JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from ferry.client.text import age, table
+from ferry.migration.admission import HOLDING
+from ferry.migration.state import Phase
+
+MIGRATION_COLUMNS = ("NAME", "WORKLOAD", "SOURCE", "TARGET", "PHASE", "DOWNTIME", "AGE")
+HOST_COLUMNS = ("NAME", "ADDRESS", "READY", "DOCKER", "CRIU", "FAST PATH", "MIGRATIONS")
+
+
+def migrations_table(items: Sequence[dict[str, Any]], now: datetime, *, with_namespace: bool) -> str:
+    rows = []
+    for item in items:
+        meta, spec, status = item["metadata"], item.get("spec", {}), item.get("status", {})
+        row = [
+            meta["name"],
+            status.get("workload", ""),
+            status.get("sourceHost") or spec.get("sourceHost", ""),
+            spec.get("targetHost", ""),
+            status.get("phase", ""),
+            status.get("downtime", ""),
+            age(meta.get("creationTimestamp"), now),
+        ]
+        rows.append([meta["namespace"], *row] if with_namespace else row)
+    header = ("NAMESPACE", *MIGRATION_COLUMNS) if with_namespace else MIGRATION_COLUMNS
+    return table(header, rows)
+
+
+def hosts_table(hosts: Sequence[dict[str, Any]], migrations: Sequence[dict[str, Any]]) -> str:
+    running = _running_per_host(migrations)
+    rows = []
+    for host in hosts:
+        name, spec, status = host["metadata"]["name"], host.get("spec", {}), host.get("status", {})
+        rows.append(
+            [
+                name,
+                spec.get("address", ""),
+                _readiness(status),
+                status.get("dockerVersion", ""),
+                status.get("criuVersion", ""),
+                _fast_path(spec, status),
+                str(running.get(name, 0)),
+            ]
+        )
+    return table(HOST_COLUMNS, rows)
+
+
+def as_document(resources: dict[str, Any] | Sequence[dict[str, Any]], output: str) -> str:
+    """One resource, or a v1 List of them (as kubectl prints), in JSON or YAML."""
+    document = (
+        resources
+        if isinstance(resources, dict)
+        else {"apiVersion": "v1", "kind": "List", "items": list(resources)}
+    )
+    if output == "json":
+        return json.dumps(document, indent=2)
+    return yaml.safe_dump(document, sort_keys=False).rstrip("\n")
+
+
+def _readiness(status: dict[str, Any]) -> str:
+    ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
+    if ready is None:
+        return "Unknown"
+    return "True" if ready["status"] == "True" else f"{ready['status']} ({ready.get('reason', '')})"
+
+
+def _fast_path(spec: dict[str, Any], status: dict[str, Any]) -> str:
+    if "fastPath" not in spec:
+        return "off"
+    return "installed" if (status.get("fastPath") or {}).get("installed") else "not installed"
+
+
+def _running_per_host(migrations: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many Migrations run with each host as their source or target: those that hold a slot of
+    its maxConcurrentMigrations (from Preparing to the end; Pending ones wait)."""
+    running: dict[str, int] = {}
+    for item in migrations:
+        spec, status = item.get("spec", {}), item.get("status", {})
+        if Phase(status.get("phase", Phase.PENDING.value)) not in HOLDING:
+            continue
+        hosts = {
+            status.get("sourceHost") or spec.get("sourceHost"),
+            status.get("targetHost") or spec.get("targetHost"),
+        }
+        for host in hosts - {None}:
+            running[host] = running.get(host, 0) + 1
+    return running

@@ -1,0 +1,116 @@
+"""What a host can tell before a migration changes anything: each function is one command over SSH
+(an argument list: no value reaches the remote shell unquoted) or one Docker Engine API call.
+
+Commands run in the SSH session, so in the host's network namespace: sockets listed are the ones
+a published port of the twin container would collide with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferry.hosts.docker_host import DockerHost
+
+# `docker info` reports the machine as `uname -m` does; images name it as Go does.
+GO_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
+NOT_INSTALLED = 127  # the shell's exit code for a command not on the PATH
+
+
+@dataclass(frozen=True)
+class Image:
+    architecture: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class CriuCheck:
+    """`criu check`: exit 0 when CRIU finds what it needs in the kernel; `output` says what is missing."""
+
+    exit_code: int
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def installed(self) -> bool:
+        return self.exit_code != NOT_INSTALLED
+
+
+def listening_ports(host: DockerHost) -> set[tuple[str, int]]:
+    """(protocol, port) of every TCP socket listening and UDP socket bound, whoever holds it."""
+    ports = set()
+    for line in host.run(["ss", "-H", "-ltnu"], timeout=30).text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        port = fields[4].rpartition(":")[2]
+        if port.isdigit():
+            ports.add((fields[0], int(port)))
+    return ports
+
+
+def published_by_containers(host: DockerHost) -> dict[tuple[str, int], str]:
+    """(protocol, port) -> the name of the running container that publishes it."""
+    return {
+        (str(port["Type"]), int(port["PublicPort"])): container["Names"][0].lstrip("/")
+        for container in host.engine.running_containers()
+        for port in container.get("Ports", [])
+        if port.get("PublicPort")
+    }
+
+
+def available_disk_bytes(host: DockerHost, path: str) -> int:
+    """Bytes free on the filesystem holding `path` (df's Avail: without the blocks reserved for root)."""
+    printed = host.run(["df", "-B1", "--output=avail", "--", path], timeout=30).text.split()
+    return int(printed[-1])
+
+
+def available_memory_bytes(host: DockerHost) -> int:
+    """MemAvailable of /proc/meminfo: what can be given to new processes without swapping."""
+    for line in host.run(["cat", "/proc/meminfo"], timeout=30).text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemAvailable":
+            return int(value.split()[0]) * 1024
+    raise ValueError(f"/proc/meminfo on {host.name} has no MemAvailable")
+
+
+def resident_bytes(host: DockerHost, pid: int) -> int:
+    """The resident memory (RSS, as `ps` shows it) of a process and all its descendants.
+
+    It counts the pages shared with other processes (libraries) in each of them, so it is a little
+    more than what CRIU dumps: an upper bound for the checkpoint's size.
+    """
+    table = host.run(["ps", "-e", "-o", "pid=,ppid=,rss="], timeout=30).text
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and all(field.isdigit() for field in fields):
+            child, parent, kilobytes = (int(field) for field in fields)
+            children.setdefault(parent, []).append(child)
+            rss[child] = kilobytes * 1024
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += rss.get(current, 0)
+        todo += children.get(current, [])
+    return total
+
+
+def criu_check(host: DockerHost) -> CriuCheck:
+    result = host.run(["criu", "check"], check=False, timeout=60)
+    output = (result.stdout + result.stderr).decode(errors="replace").strip()
+    return CriuCheck(result.exit_code, output)
+
+
+def architecture(host: DockerHost) -> str:
+    """The host's CPU architecture as images name it (amd64, arm64, ...)."""
+    machine = str(host.engine.info()["Architecture"])
+    return GO_ARCHITECTURES.get(machine, machine)
+
+
+def image(host: DockerHost, reference: str) -> Image:
+    inspected = host.engine.inspect_image(reference)
+    return Image(architecture=str(inspected["Architecture"]), bytes=int(inspected["Size"]))

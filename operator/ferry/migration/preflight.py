@@ -1,0 +1,310 @@
+"""Preflight: everything that can be known before the freeze is checked before it.
+
+Facts are read from both hosts first (ferry.hosts.facts: nothing is changed anywhere); then each
+rule judges them and gives a named check, passed or failed, whose message says what to fix. Any
+failed check fails the migration before anything is made on a host, with the first failed check's
+reason (PortTaken, NoDiskSpace, ...) and every failed check's message. The report goes into
+status.preflight; a dry run ends with it.
+
+Sizes are estimates: the checkpoint holds the container's memory, estimated as the resident memory
+of its processes (`ps` RSS of the main process and its descendants, pages shared between them
+counted in each: a little more than CRIU dumps). Space and memory are wanted with a margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ferry.hosts import facts
+from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.facts import CriuCheck
+from ferry.migration.container_config import BUILTIN_NETWORKS
+from ferry.migration.container_data import published_ports
+from ferry.migration.context import MigrationContext, Problem
+from ferry.migration.state import Phase
+
+MiB = 1 << 20
+RESERVE = 64 * MiB  # added to every need: filesystem metadata, logs, estimates a little short
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: str
+    available: int
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules judge: the container, and what its two hosts said about themselves."""
+
+    source: str
+    target: str
+    live: bool
+    ports: list[tuple[str, int]]  # (protocol, host port) the container publishes
+    published_on_target: dict[tuple[str, int], str]  # by the running containers there: their names
+    listening_on_target: set[tuple[str, int]]  # sockets of any process there (docker-proxy included)
+    image: str
+    image_architecture: str
+    image_bytes_to_copy: int | None  # None: the target has the image
+    target_architecture: str
+    rootfs_bytes: int  # the writable layer
+    checkpoint_bytes: int  # the expected checkpoint: the container's resident memory (0 when Cold)
+    source_disk: Disk  # where the checkpoint is written (the Docker root dir)
+    target_disk: Disk  # where the image, layer and checkpoint arrive (the Docker root dir)
+    target_memory: int  # MemAvailable
+    criu: dict[str, CriuCheck]  # by host name; empty when Cold
+    networks: list[str]  # the user-defined networks the container is on
+    target_networks: set[str]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    message: str
+    reason: str = ""  # the Problem's reason when it failed
+
+
+def run(
+    ctx: MigrationContext, source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool
+) -> None:
+    """Checks everything before anything is made; records the report in the status. Raises the
+    Problem of the failed checks; a dry run that passes ends here, Succeeded (DryRunPassed)."""
+    found = gather(source, target, info, live=live)
+    checks = evaluate(found)
+    ctx.state.preflight = report(found, checks)
+    failure = problem(checks)
+    if failure is not None:
+        raise failure
+    if ctx.request.spec.dry_run:
+        ctx.advance(Phase.SUCCEEDED, dry_run_summary(found, checks), reason="DryRunPassed")
+
+
+def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool) -> Facts:
+    """Reads the facts from both hosts; reads only."""
+    image_id: str = info["Image"]
+    image = facts.image(source, image_id)
+    networks = sorted(set(info.get("NetworkSettings", {}).get("Networks") or {}) - BUILTIN_NETWORKS)
+    return Facts(
+        source=source.name,
+        target=target.name,
+        live=live,
+        ports=published_ports(info),
+        published_on_target=facts.published_by_containers(target),
+        listening_on_target=facts.listening_ports(target),
+        image=info["Config"]["Image"],
+        image_architecture=image.architecture,
+        image_bytes_to_copy=None if target.engine.has_image(image_id) else image.bytes,
+        target_architecture=facts.architecture(target),
+        rootfs_bytes=source.engine.writable_layer_bytes(info["Id"]),
+        checkpoint_bytes=facts.resident_bytes(source, int(info["State"]["Pid"])) if live else 0,
+        source_disk=_disk(source),
+        target_disk=_disk(target),
+        target_memory=facts.available_memory_bytes(target),
+        criu={host.name: facts.criu_check(host) for host in (source, target)} if live else {},
+        networks=networks,
+        target_networks=target.engine.network_names() if networks else set(),
+    )
+
+
+def _disk(host: DockerHost) -> Disk:
+    path = host.docker_root_dir()
+    return Disk(path, facts.available_disk_bytes(host, path))
+
+
+# -- The rules: each judges the facts, or says nothing (None) when it does not apply.
+
+
+def ports_free(f: Facts) -> Check:
+    taken = []
+    for protocol, port in f.ports:
+        holder = f.published_on_target.get((protocol, port))
+        if holder is not None:
+            taken.append(f"{port}/{protocol} is already published on {f.target} by container {holder}")
+        elif (protocol, port) in f.listening_on_target:
+            taken.append(
+                f"{port}/{protocol} is in use on {f.target} by a process there (`ss -ltnup` names it)"
+            )
+    if taken:
+        return Check(
+            "PortsFree",
+            False,
+            f"port {'; port '.join(taken)}: stop what holds it, or publish the container on another port",
+            "PortTaken",
+        )
+    listed = ", ".join(f"{port}/{protocol}" for protocol, port in f.ports) or "none"
+    return Check("PortsFree", True, f"the ports the container publishes are free on {f.target}: {listed}")
+
+
+def target_disk_space(f: Facts) -> Check:
+    parts = [("its writable layer", f.rootfs_bytes)]
+    if f.image_bytes_to_copy is not None:
+        parts.insert(0, (f"image {f.image}", f.image_bytes_to_copy))
+    if f.live:
+        parts.append(("the checkpoint", f.checkpoint_bytes))
+    need = with_margin(sum(size for _, size in parts))
+    what = ", ".join(f"{name} ({size_text(size)})" for name, size in parts)
+    disk = f.target_disk
+    if disk.available < need:
+        return Check(
+            "TargetDiskSpace",
+            False,
+            f"{f.target} has {size_text(disk.available)} free in {disk.path} and needs {size_text(need)} "
+            f"for {what} with a margin: free space there, or choose another targetHost",
+            "NoDiskSpace",
+        )
+    return Check(
+        "TargetDiskSpace", True, f"{f.target} has {size_text(disk.available)} free in {disk.path} for {what}"
+    )
+
+
+def source_disk_space(f: Facts) -> Check | None:
+    if not f.live:
+        return None
+    need, disk = with_margin(f.checkpoint_bytes), f.source_disk
+    if disk.available < need:
+        return Check(
+            "SourceDiskSpace",
+            False,
+            f"{f.source} has {size_text(disk.available)} free in {disk.path} and needs {size_text(need)} "
+            f"for the checkpoint ({size_text(f.checkpoint_bytes)} of memory) with a margin: free space there",
+            "NoDiskSpace",
+        )
+    return Check(
+        "SourceDiskSpace",
+        True,
+        f"{f.source} has {size_text(disk.available)} free in {disk.path} for the checkpoint "
+        f"({size_text(f.checkpoint_bytes)})",
+    )
+
+
+def target_memory(f: Facts) -> Check | None:
+    if not f.live:
+        return None
+    need = with_margin(f.checkpoint_bytes)
+    if f.target_memory < need:
+        return Check(
+            "TargetMemory",
+            False,
+            f"{f.target} has {size_text(f.target_memory)} of memory available and the container holds "
+            f"{size_text(f.checkpoint_bytes)} (needs {size_text(need)} with a margin): free memory on "
+            f"{f.target}, or choose another targetHost",
+            "NotEnoughMemory",
+        )
+    return Check(
+        "TargetMemory",
+        True,
+        f"{f.target} has {size_text(f.target_memory)} of memory available for "
+        f"{size_text(f.checkpoint_bytes)} resident",
+    )
+
+
+def criu_works(f: Facts) -> Check | None:
+    if not f.live:
+        return None
+    missing = [host for host, check in f.criu.items() if not check.installed]
+    failing = [host for host, check in f.criu.items() if check.installed and not check.passed]
+    problems = [
+        f"CRIU is not installed on host {host} ({_last_line(f.criu[host].output)}): install CRIU >= 4.2 "
+        "on its PATH, or move the container with strategy: Cold"
+        for host in missing
+    ] + [
+        f"`criu check` fails on {host} ({_last_line(f.criu[host].output)}): CRIU could not checkpoint or "
+        "restore there; fix what it names (kernel features, CRIU's build), or use strategy: Cold"
+        for host in failing
+    ]
+    if problems:
+        return Check("CRIUCheck", False, "; ".join(problems), "CRIUMissing" if missing else "CRIUCheckFailed")
+    return Check("CRIUCheck", True, f"`criu check` passes on {' and '.join(f.criu)}")
+
+
+def architecture_matches(f: Facts) -> Check:
+    if f.image_architecture != f.target_architecture:
+        return Check(
+            "Architecture",
+            False,
+            f"image {f.image} is built for {f.image_architecture} and {f.target} is "
+            f"{f.target_architecture}: choose a targetHost that is {f.image_architecture}",
+            "ArchitectureMismatch",
+        )
+    return Check("Architecture", True, f"image {f.image} and {f.target} are both {f.target_architecture}")
+
+
+def networks_exist(f: Facts) -> Check:
+    missing = [name for name in f.networks if name not in f.target_networks]
+    if missing:
+        return Check(
+            "Networks",
+            False,
+            f"network {', '.join(missing)} does not exist on {f.target}: create it there first "
+            "(docker network create), with the same options",
+            "NetworkMissing",
+        )
+    listed = ", ".join(f.networks) or "only Docker's built-in ones"
+    return Check("Networks", True, f"the networks the container is on exist on {f.target}: {listed}")
+
+
+RULES: tuple[Callable[[Facts], Check | None], ...] = (
+    ports_free,
+    target_disk_space,
+    source_disk_space,
+    target_memory,
+    criu_works,
+    architecture_matches,
+    networks_exist,
+)
+
+
+def evaluate(f: Facts) -> list[Check]:
+    return [check for rule in RULES if (check := rule(f)) is not None]
+
+
+def problem(checks: list[Check]) -> Problem | None:
+    """The Problem of the failed checks: the first one's reason, every one's message."""
+    failed = [check for check in checks if not check.passed]
+    if not failed:
+        return None
+    return Problem(failed[0].reason, "; ".join(check.message for check in failed))
+
+
+def report(f: Facts, checks: list[Check]) -> dict[str, Any]:
+    """status.preflight: the checks, and what a real run would move."""
+    status: dict[str, Any] = {
+        "checks": [{"name": c.name, "passed": c.passed, "message": c.message} for c in checks],
+        "rootfsBytes": f.rootfs_bytes,
+    }
+    if f.image_bytes_to_copy is not None:
+        status["imageToCopy"] = {"name": f.image, "bytes": f.image_bytes_to_copy}
+    if f.live:
+        status["expectedCheckpointBytes"] = f.checkpoint_bytes
+    return status
+
+
+def dry_run_summary(f: Facts, checks: list[Check]) -> str:
+    moves = [f"copy its writable layer ({size_text(f.rootfs_bytes)})"]
+    if f.image_bytes_to_copy is not None:
+        moves.insert(0, f"copy image {f.image} ({size_text(f.image_bytes_to_copy)}) to {f.target}")
+    if f.live:
+        moves.append(f"checkpoint about {size_text(f.checkpoint_bytes)} of memory")
+    return (
+        f"dry run: {len(checks)} checks passed; a real run would {', '.join(moves)}; "
+        "nothing was changed on any host"
+    )
+
+
+def with_margin(size: int) -> int:
+    """A tenth more, and RESERVE."""
+    return size + size // 10 + RESERVE
+
+
+def size_text(size: int) -> str:
+    if size >= 1 << 30:
+        return f"{size / (1 << 30):.1f} GiB"
+    return f"{size / MiB:.1f} MiB"
+
+
+def _last_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
