@@ -4,6 +4,7 @@ the status names the operator's version, and a mistyped name gets a hint."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -235,3 +236,9 @@ def test_a_mistyped_container_names_the_hosts_searched_and_the_real_name(
     assert "none of the hosts searched (node1" in status["message"]
     assert f"'{counter.name}' on node1" in status["message"]
     assert counter.assert_runs_once_and_continuous() == "node1"
+
+
+def test_kubectl_and_the_api_server_report_their_release(lab: Lab) -> None:
+    versions = json.loads(lab.kubectl("version", "-o", "json").stdout)
+    assert versions["clientVersion"]["gitVersion"].startswith("v1.")
+    assert versions["serverVersion"]["gitVersion"] == versions["clientVersion"]["gitVersion"]

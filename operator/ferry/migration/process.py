@@ -113,11 +113,13 @@ class ProcessMigration(MigrationSteps):
 
     def transfer(self) -> None:
         started = now()
-        relay = self._relay or self.source.tree_relay(
-            self.dumped, self.target, self.received, fresh=True, armed=False
-        )
-        self._relay = None
-        self.state.metrics.checkpoint_bytes = relay.fire()
+        if self._relay is None:  # resumed after a restart: nothing was armed
+            self._relay = self.source.tree_relay(
+                self.dumped, self.target, self.received, fresh=True, armed=False, tag=self.ctx.request.uid
+            )
+        # Kept until release(): closing a direct stream withdraws its key, a remote call the freeze
+        # window need not pay for.
+        self.state.metrics.checkpoint_bytes = self._relay.fire()
         self.state.metrics.transfer_ms = milliseconds(started, now())
         self.state.transfer = "Stream"
         self.ctx.advance(Phase.RESTORING)
