@@ -178,3 +178,18 @@ def host_without_fast_path(lab: Lab, host: str) -> Iterator[None]:
             "-p",
             json.dumps({"spec": {"fastPath": fast_path}}),
         )
+
+
+def test_a_dump_that_fails_leaves_the_source_running_with_its_restart_policy(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter = Counter(lab, prefix="always-dump", docker_args=["--restart", "always"])
+    name = unique("mig-fast-dump-fails")
+    with failing_restore(lab, "node1"):  # runc reaches CRIU through `criu swrk` for dumps too
+        lab.migration(name, counter.name, target="node2")
+        status = status_of(lab, name)
+    assert status["phase"] == "Failed", status
+    assert counter.assert_runs_once_and_continuous() == "node1"
+    policy = lab.docker("node1", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", counter.name)
+    assert policy.stdout.strip() == "always"
+    assert counter.name not in lab.container_names("node2")

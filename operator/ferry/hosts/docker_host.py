@@ -110,15 +110,21 @@ class DockerHost:
         """
         producer, consumer = _pack(source_dir, changed_since), _unpack(target_dir, fresh=fresh)
         if target.peer is not None:
-            compress = self.has_lz4() and target.has_lz4()
+            sample = source_dir if self.has_lz4() and target.has_lz4() else None
             return PeerStream(
-                self.ssh, producer, target.ssh, consumer, target.peer, self.address(), tag, compress=compress
+                self.ssh,
+                producer,
+                target.ssh,
+                consumer,
+                target.peer,
+                self.address(),
+                tag,
+                compress_sample=sample,
             )
         return Relay(self.ssh, producer, target.ssh, consumer, armed=armed)
 
     def has_lz4(self) -> bool:
-        """Direct streams go through lz4 when both hosts have it: it costs little on memory that does
-        not compress (lz4 stores such blocks as they are) and saves much on memory that does."""
+        """Direct streams may go through lz4 when both hosts have it (when a sample compresses)."""
         if self._has_lz4 is None:
             self._has_lz4 = self.ssh.run(["lz4", "--version"], check=False, timeout=30).exit_code == 0
         return self._has_lz4

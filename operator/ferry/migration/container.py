@@ -158,6 +158,9 @@ class ContainerMigration(MigrationSteps):
         self._armed_checkpoint = source.runc.armed_checkpoint(
             root, self._source_id(), paths.source_checkpoint, self._dump_work()
         )
+        # Docker must not restart what runc will end. Set aside here, out of the freeze window, and
+        # given back on every outcome but success (the twin carries the original).
+        source.engine.set_restart_policy(self._source_id(), {"Name": "no"})
 
     def _dump_work(self) -> str:
         return f"{WORK_ROOT}/{self.ctx.request.uid}/dump"
@@ -298,7 +301,6 @@ class ContainerMigration(MigrationSteps):
             self._prepare_fast_path()
             armed, self._armed_checkpoint = self._armed_checkpoint, None
             assert armed is not None
-        source.engine.set_restart_policy(source_id, {"Name": "no"})
         try:
             armed.fire()
         except HOST_ERRORS as error:
@@ -399,6 +401,8 @@ class ContainerMigration(MigrationSteps):
             self._armed_checkpoint = None
         if self.state.phase.is_terminal and not self.ctx.request.spec.dry_run:  # a dry run made nothing
             try:
+                if self.fast and self.state.phase is Phase.FAILED and self.state.source_container_id:
+                    self._give_back_restart_policy(self.source, self.state.source_container_id)
                 self._remove_fast_path_files()
             except HOST_ERRORS as error:
                 log.warning("could not remove the fast path's files of %s: %s", self.ctx.request.uid, error)
