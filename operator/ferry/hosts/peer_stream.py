@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ferry.hosts.ssh import CommandFailed, SSHSession
-from ferry.hosts.streams import TransferFailed, exit_status
+from ferry.hosts.streams import TransferFailed, exit_status, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,12 @@ exec 3>&-
 wait "$sender"
 exit "$produced"
 """
-# On the target: the first byte says whether lz4 follows (dd reads exactly that byte).
+# On the target: "ready" (back through ssh to the source's armed session: the connection is up and
+# the login shell has started), then the first byte says whether lz4 follows (dd reads just that).
 RECEIVE = [
     "sh",
     "-c",
-    'if [ "$(dd bs=1 count=1 2>/dev/null)" = z ]; then lz4 -d -q | "$@"; else "$@"; fi',
+    'echo ready && if [ "$(dd bs=1 count=1 2>/dev/null)" = z ]; then lz4 -d -q | "$@"; else "$@"; fi',
     "ferry-receive-stream",
 ]
 TOTAL = re.compile(rb"Total bytes written: (\d+)")
@@ -161,6 +162,8 @@ class PeerStream:
             ],
             timeout=900,
         )
+        wait_until_ready(self._channel, f"{source.name} (to {target.name})")
+        self._channel.settimeout(900)
 
     def fire(self) -> int:
         """Streams everything; returns the number of bytes the producer's tar reported, else 0."""

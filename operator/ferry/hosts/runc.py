@@ -21,6 +21,7 @@ from typing import Any
 
 from ferry.hosts.docker_engine import DockerEngine
 from ferry.hosts.ssh import CommandFailed, SSHSession
+from ferry.hosts.streams import wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ CHECKPOINT_SCRIPT = r"""set -eu
 trap '' HUP PIPE
 root=$1 id=$2 images=$3 work=$4
 exec 9>"$work/dump.lock"
+echo ready
 read -r _
 flock 9
 rm -f "$work/dumped"
@@ -202,6 +204,8 @@ class ArmedCommand:
         self.ssh = ssh
         self.argv = argv
         self._channel = ssh.open(argv, timeout=900)
+        wait_until_ready(self._channel, ssh.name)
+        self._channel.settimeout(900)
 
     def fire(self) -> None:
         channel = self._channel

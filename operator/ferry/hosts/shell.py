@@ -31,6 +31,7 @@ class RemoteShell:
         self._channel.sendall(PRELUDE.encode())
         self._buffer = b""
         self._lock = threading.Lock()
+        self.run(["true"], timeout=timeout)  # returns once the host's login shell and `sh` are up
 
     def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True

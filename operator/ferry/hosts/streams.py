@@ -31,8 +31,27 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
-# Runs the producer only once a line arrives on stdin: the session is set up before the freeze.
-WAIT_FOR_GO = ["sh", "-c", 'read -r _ && exec "$@"', "ferry-armed"]
+# Says "ready", then runs the producer only once a line arrives on stdin: the session (and the host's
+# login shell, slow on some hosts) is set up before the freeze.
+WAIT_FOR_GO = ["sh", "-c", 'echo ready && read -r _ && exec "$@"', "ferry-armed"]
+READY = b"ready\n"
+READY_SECONDS = 60.0
+
+
+def wait_until_ready(channel: paramiko.Channel, host: str) -> None:
+    """Reads the "ready" line an armed command prints once it waits for "go" (nothing more)."""
+    channel.settimeout(READY_SECONDS)
+    received = b""
+    try:
+        while not received.endswith(READY):
+            byte = channel.recv(1)
+            if not byte:
+                raise TransferFailed(f"an armed command on {host} ended before it was ready")
+            received += byte
+    except TimeoutError:
+        raise TransferFailed(
+            f"an armed command on {host} was not ready within {READY_SECONDS:.0f}s"
+        ) from None
 
 
 class Relay:
@@ -64,6 +83,9 @@ class Relay:
         self._reader = source.open(
             [*WAIT_FOR_GO, *self.producer] if armed else self.producer, timeout=timeout
         )
+        if armed:
+            wait_until_ready(self._reader, source.name)
+            self._reader.settimeout(timeout)
 
     def fire(self) -> int:
         """Streams everything; returns the number of bytes moved."""
