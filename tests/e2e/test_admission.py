@@ -388,6 +388,7 @@ def test_a_valid_minimal_migration_and_docker_host_are_accepted_with_defaults(la
         "transfer": "Stream",
         "redirect": False,
         "keepCheckpoint": False,
+        "dryRun": False,
         "timeoutSeconds": 300,
     }
     assert stored_host == {
