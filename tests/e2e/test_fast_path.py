@@ -17,9 +17,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.lab import MEMHOG, REPO, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
 
 AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"
 FERRY_STATE = Path("/var/lib/ferry")
+
+
+def restart_policy(lab: Lab, host: str, container: str) -> str:
+    return lab.docker(host, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", container).stdout.strip()
 
 
 def status_of(lab: Lab, name: str) -> dict[str, Any]:
@@ -83,8 +88,7 @@ def test_restart_policy_cannot_start_the_source_again(lab: Lab, operator: Operat
     assert status["phase"] == "Succeeded", status
     assert status["restartPolicy"]["Name"] == "always"
     assert counter.assert_runs_once_and_continuous() == "node2"
-    policy = lab.docker("node2", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", counter.name)
-    assert policy.stdout.strip() == "always"
+    assert restart_policy(lab, "node2", counter.name) == "always"
 
 
 def test_rollback_from_the_fast_path_gives_back_the_restart_policy(
@@ -92,14 +96,13 @@ def test_rollback_from_the_fast_path_gives_back_the_restart_policy(
 ) -> None:
     counter = Counter(lab, prefix="always-back", docker_args=["--restart", "always"])
     name = unique("mig-fast-rollback")
-    with failing_restore(lab, "node2"):
+    with fake_criu(lab, "node2", FAILING_RESTORE):
         lab.migration(name, counter.name, target="node2")
         status = status_of(lab, name)
     assert status["phase"] == "RolledBack", status
     assert status["mechanism"] == "runc"
     assert counter.assert_runs_once_and_continuous() == "node1"
-    policy = lab.docker("node1", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", counter.name)
-    assert policy.stdout.strip() == "always"
+    assert restart_policy(lab, "node1", counter.name) == "always"
     assert counter.name not in lab.container_names("node2")
     assert_nothing_left(lab.get_migration(name)["metadata"]["uid"], status.get("targetContainerID"))
 
@@ -146,21 +149,6 @@ def test_operator_killed_while_checkpointing_never_takes_a_partial_dump(
 
 
 @contextlib.contextmanager
-def failing_restore(lab: Lab, host: str) -> Iterator[None]:
-    """CRIU on `host` fails every restore (runc reaches CRIU through `criu swrk`)."""
-    path = Path(lab.lab("bin", host).stdout.strip()) / "criu"
-    path.write_text(
-        '#!/bin/sh\nif [ "$1" = swrk ]; then echo "criu: injected restore failure" >&2; exit 1; fi\n'
-        'exec /usr/local/sbin/criu "$@"\n'
-    )
-    path.chmod(0o755)
-    try:
-        yield
-    finally:
-        path.unlink()
-
-
-@contextlib.contextmanager
 def host_without_fast_path(lab: Lab, host: str) -> Iterator[None]:
     spec = lab.kubectl("get", "dockerhost", host, "-o", "json").stdout
     removed = json.dumps([{"op": "remove", "path": "/spec/fastPath"}])
@@ -185,11 +173,10 @@ def test_a_dump_that_fails_leaves_the_source_running_with_its_restart_policy(
 ) -> None:
     counter = Counter(lab, prefix="always-dump", docker_args=["--restart", "always"])
     name = unique("mig-fast-dump-fails")
-    with failing_restore(lab, "node1"):  # runc reaches CRIU through `criu swrk` for dumps too
+    with fake_criu(lab, "node1", FAILING_RESTORE):  # runc reaches CRIU through `criu swrk` for dumps too
         lab.migration(name, counter.name, target="node2")
         status = status_of(lab, name)
     assert status["phase"] == "Failed", status
     assert counter.assert_runs_once_and_continuous() == "node1"
-    policy = lab.docker("node1", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", counter.name)
-    assert policy.stdout.strip() == "always"
+    assert restart_policy(lab, "node1", counter.name) == "always"
     assert counter.name not in lab.container_names("node2")
