@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION, DockerHostSpec, SecretKeyRef, SpecError
+from ferry.migration.errors import ClusterUnavailable
 
 
-class ClusterError(RuntimeError):
-    pass
+class ClusterError(ClusterUnavailable):
+    """The API server did not answer, or refused: the one error every method here raises (the
+    migration layer knows it as ClusterUnavailable: try again later)."""
 
 
 class Conflict(ClusterError):
     """The object changed since the resourceVersion a write was conditional on."""
+
+
+@contextmanager
+def api_call(what: str) -> Iterator[None]:
+    """Turns a failed call into a ClusterError saying what was asked."""
+    try:
+        yield
+    except ApiException as error:
+        if error.status == 409:
+            raise Conflict(f"{what}: the object changed meanwhile") from None
+        raise ClusterError(f"{what}: {error.status} {error.reason}") from None
+    except urllib3.exceptions.HTTPError as error:
+        raise ClusterError(f"{what}: {error}") from None
 
 
 def load_kube_config() -> None:
@@ -38,43 +56,47 @@ class Cluster:
 
     def docker_hosts(self) -> dict[str, dict[str, Any]]:
         """Every DockerHost's spec, by name."""
-        listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS))
+        with api_call("listing the DockerHosts"):
+            listing = cast(
+                dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS)
+            )
         return {item["metadata"]["name"]: item.get("spec", {}) for item in listing.get("items", [])}
 
     def docker_host(self, name: str) -> DockerHostSpec:
-        try:
-            resource = cast(
-                dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS, name)
-            )
-        except ApiException as error:
-            if error.status == 404:
-                raise SpecError(f"DockerHost '{name}' does not exist") from None
-            raise ClusterError(f"cannot read DockerHost '{name}': {error.reason}") from None
+        with api_call(f"reading DockerHost '{name}'"):
+            try:
+                resource = cast(
+                    dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS, name)
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    raise SpecError(f"DockerHost '{name}' does not exist") from None
+                raise
         return DockerHostSpec.from_resource(name, resource.get("spec", {}))
 
     def secret_value(self, ref: SecretKeyRef) -> str:
-        try:
+        with api_call(f"reading Secret {ref.namespace}/{ref.name}"):
             secret = self.core.read_namespaced_secret(ref.name, ref.namespace)
-        except ApiException as error:
-            raise ClusterError(f"cannot read Secret {ref.namespace}/{ref.name}: {error.reason}") from None
         data = secret.data or {}
         if ref.key not in data:
             raise ClusterError(f"Secret {ref.namespace}/{ref.name} has no key '{ref.key}'")
         return base64.b64decode(data[ref.key]).decode()
 
     def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any],
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MIGRATIONS, name),
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        with api_call(f"reading Migration {namespace}/{name}"):
+            try:
+                return cast(
+                    dict[str, Any],
+                    self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MIGRATIONS, name),
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
 
     def list_migrations(self) -> list[dict[str, Any]]:
-        listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, MIGRATIONS))
+        with api_call("listing the Migrations"):
+            listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, MIGRATIONS))
         return cast(list[dict[str, Any]], listing.get("items", []))
 
     def patch_migration_status(
@@ -82,17 +104,13 @@ class Cluster:
     ) -> dict[str, Any]:
         """Writes the status if the Migration is still at `resource_version`; returns the new object."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-        try:
+        with api_call(f"writing the status of Migration {namespace}/{name} at {resource_version}"):
             return cast(
                 dict[str, Any],
                 self.custom.patch_namespaced_custom_object_status(
                     GROUP, VERSION, namespace, MIGRATIONS, name, body
                 ),
             )
-        except ApiException as error:
-            if error.status == 409:
-                raise Conflict(f"Migration {namespace}/{name} changed since {resource_version}") from None
-            raise
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         # the client sends a dict as it is, in the API's own field names

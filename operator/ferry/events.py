@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ferry.api import GROUP, VERSION
-from ferry.migration.state import MigrationState, Phase, now
+from ferry.migration.phases import Phase
+from ferry.migration.state import MigrationState, now
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
 from ferry.lease import OPERATOR_NAMESPACE
 from ferry.reconcile import (
-    DrivenElsewhere,
+    RETRY_SECONDS,
     HostPool,
     Operator,
+    TryAgain,
     probe_and_report,
     reconcile_migration,
     release_redirect,
@@ -26,7 +27,6 @@ from ferry.reconcile import (
 log = logging.getLogger(__name__)
 
 HOST_PROBE_SECONDS = 60.0
-RETRY_SECONDS = 5.0
 
 
 @kopf.on.startup()
@@ -76,8 +76,8 @@ def migration_deleted(namespace: str | None, name: str, uid: str, memo: kopf.Mem
 def _reconcile(operator: Operator, namespace: str, name: str, uid: str) -> None:
     try:
         reconcile_migration(operator, namespace=namespace, name=name, uid=uid)
-    except DrivenElsewhere as busy:
-        raise kopf.TemporaryError(str(busy), delay=RETRY_SECONDS) from None
+    except TryAgain as later:
+        raise kopf.TemporaryError(str(later), delay=later.delay) from None
 
 
 @kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=HOST_PROBE_SECONDS)

@@ -23,9 +23,11 @@ from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
 from ferry.lease import OPERATOR_NAMESPACE, MigrationLease
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.container import redirect_tag
-from ferry.migration.context import HOST_ERRORS, LostCharge, MigrationContext, MigrationRequest
+from ferry.migration.context import MigrationContext, MigrationRequest
+from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Wait
+from ferry.migration.phases import Phase
 from ferry.migration.runner import authorization_problem, run_migration
-from ferry.migration.state import MigrationState, Phase, now, timestamp
+from ferry.migration.state import MigrationState, now, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +167,16 @@ class ResourceStatus:
 TEST_PAUSE_ANNOTATION = "ferry.dev/test-pause"  # "Phase=seconds,...", honoured with `ferry run --test-hooks`
 
 
-class DrivenElsewhere(RuntimeError):
-    """Another operator holds the Migration's lease; try again later."""
+RETRY_SECONDS = 5.0
+
+
+class TryAgain(Exception):
+    """For the handlers: call again in `delay` seconds (queued, a rollback waiting, another driver
+    holding the Migration, the API server away)."""
+
+    def __init__(self, message: str, delay: float = RETRY_SECONDS) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 @dataclass
@@ -208,28 +218,35 @@ class ClusterCoordination:
 
 
 def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: str) -> MigrationState | None:
-    """Runs (or resumes) one Migration to its end; a finished one is left as it is.
+    """Runs (or resumes) one Migration until it ends, or must wait (`TryAgain`); a finished one is
+    left as it is.
 
     The status is read afresh under the Migration's lease: the previous driver (a crashed or
     replaced operator) may have moved it on since the event that called us.
     """
-    if _terminal(operator.cluster.get_migration(namespace, name)):
-        return None
-    lease = MigrationLease(
-        operator.cluster.coordination, operator.namespace, uid, operator.identity, operator.lease_seconds
-    )
-    if not lease.acquire():
-        raise DrivenElsewhere(f"Migration {namespace}/{name} is driven by {lease.holder()}")
     try:
-        resource = operator.cluster.get_migration(namespace, name)
-        if resource is None or _terminal(resource):
+        if _terminal(operator.cluster.get_migration(namespace, name)):
             return None
-        return _drive(operator, lease, resource)
+        lease = MigrationLease(
+            operator.cluster.coordination, operator.namespace, uid, operator.identity, operator.lease_seconds
+        )
+        if not lease.acquire():
+            raise TryAgain(f"Migration {namespace}/{name} is driven by {lease.holder()}")
+        try:
+            resource = operator.cluster.get_migration(namespace, name)
+            if resource is None or _terminal(resource):
+                return None
+            return _drive(operator, lease, resource)
+        finally:
+            lease.release()
+    except Wait as wait:
+        raise TryAgain(str(wait), wait.delay) from None
     except LostCharge as lost:
         log.error("%s", lost)
-        raise DrivenElsewhere(str(lost)) from None  # retried: it resumes if no one else drives it
-    finally:
-        lease.release()
+        raise TryAgain(str(lost)) from None  # it resumes if no one else drives it
+    except ClusterUnavailable as error:
+        log.warning("%s/%s waits for the API server: %s", namespace, name, error)
+        raise TryAgain(f"the API server: {error}") from None
 
 
 def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str) -> None:
@@ -313,7 +330,7 @@ def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:
         criu_version = host.criu_version()
         kernel = host.kernel()
         fast_path = host.runc.describe() if host.runc is not None else None
-    except (SpecError, *HOST_ERRORS) as error:
+    except (SpecError, HostError) as error:
         return {
             "lastProbeTime": probed,
             "message": str(error),

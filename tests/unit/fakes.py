@@ -22,8 +22,9 @@ from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.ssh import CommandResult
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext, MigrationRequest
+from ferry.migration.phases import Phase
 from ferry.migration.preflight import Disk, Facts
-from ferry.migration.state import MigrationState, Phase, now
+from ferry.migration.state import MigrationState, now
 
 STACK = "7ffd0000"  # the fingerprint: the stack address of the process before the freeze
 GiB = 1 << 30

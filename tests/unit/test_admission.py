@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ferry.migration.admission import ActiveMigration, full_hosts, migrating_container
-from ferry.migration.state import Phase
+from ferry.migration.phases import Phase
 
 
 def active(

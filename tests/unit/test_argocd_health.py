@@ -9,7 +9,7 @@ import pytest
 import yaml
 from lupa import LuaRuntime
 
-from ferry.migration.state import Phase
+from ferry.migration.phases import Phase
 
 CUSTOMIZATIONS = Path(__file__).resolve().parents[2] / "manifests" / "argocd" / "resource-customizations.yaml"
 HEALTH_KEY = "resource.customizations.health.ferry.dev_Migration"

@@ -7,8 +7,9 @@ from typing import Any, cast
 import pytest
 
 from ferry.cluster import Cluster
+from ferry.migration.phases import Phase
 from ferry.migration.runner import authorization_problem, run_migration
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.state import MigrationState
 from ferry.reconcile import HostPool, Operator, release_redirect
 from tests.unit.fakes import FakeHosts, container_spec, context, frozen_state, host_spec
 

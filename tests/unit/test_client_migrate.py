@@ -15,7 +15,8 @@ from ferry.client import commands
 from ferry.client.kube import ClientError
 from ferry.client.outcome import ExitCode
 from ferry.client.wait import wait_for_end
-from ferry.migration.state import Metrics, MigrationState, Phase
+from ferry.migration.phases import Phase
+from ferry.migration.state import Metrics, MigrationState
 from tests.unit.fakes import FakeMigrationApi
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"

@@ -9,8 +9,10 @@ import pytest
 from ferry.api import Strategy
 from ferry.hosts.docker_engine import DockerError
 from ferry.migration.container import ContainerMigration
-from ferry.migration.context import Problem
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.errors import Problem
+from ferry.migration.phases import Phase
+from ferry.migration.runner import run_phase
+from ferry.migration.state import MigrationState
 from tests.unit.fakes import FakeHost, FakeHosts, container_spec, context, frozen_state, host_spec
 
 CHECKPOINT = "ferry-uid-1"
@@ -44,7 +46,7 @@ def test_verify_removes_the_source_after_everything_else_that_can_fail() -> None
     steps, node1, _ = migration(Phase.VERIFYING, redirect=True)
     calls = node1.calls  # every host call, in order
 
-    steps.verify()
+    run_phase(steps.ctx, steps)
 
     mutations = [
         c for c in calls if c.split(":")[1] in {"forward_ports", "delete_checkpoint", "remove_container"}
@@ -71,7 +73,7 @@ def test_verify_succeeds_and_says_so_when_the_source_cannot_be_removed() -> None
     steps, node1, _ = migration(Phase.VERIFYING)
     node1.engine.failing["remove_container"] = DockerError("removing container c-src on node1 failed")
 
-    steps.verify()
+    run_phase(steps.ctx, steps)
 
     state = state_of(steps)
     assert state.phase is Phase.SUCCEEDED
@@ -84,7 +86,7 @@ def test_verify_resumed_after_the_source_was_removed_reports_cleanup_failures_in
     steps, _, node2 = migration(Phase.VERIFYING, source="gone")
     node2.engine.failing["delete_checkpoint"] = DockerError("deleting checkpoint on node2 failed")
 
-    steps.verify()
+    run_phase(steps.ctx, steps)
 
     state = state_of(steps)
     assert state.phase is Phase.SUCCEEDED
@@ -98,7 +100,7 @@ def test_verify_resumed_after_the_source_was_removed_reports_cleanup_failures_in
 def test_a_rollback_with_a_restorable_source_removes_the_target_and_restores_the_source() -> None:
     steps, node1, node2 = migration(Phase.ROLLING_BACK)
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert state_of(steps).phase is Phase.ROLLED_BACK
     assert node1.engine.running("c-src")
@@ -108,7 +110,7 @@ def test_a_rollback_with_a_restorable_source_removes_the_target_and_restores_the
 def test_a_rollback_keeps_the_running_target_when_the_source_container_is_gone() -> None:
     steps, _, node2 = migration(Phase.ROLLING_BACK, source="gone")
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     state = state_of(steps)
     assert (state.phase, state.reason) == (Phase.SUCCEEDED, "TargetKept")
@@ -119,7 +121,7 @@ def test_a_rollback_keeps_the_running_target_when_the_source_container_is_gone()
 def test_a_rollback_keeps_the_running_target_when_the_checkpoint_is_gone_from_the_source() -> None:
     steps, node1, node2 = migration(Phase.ROLLING_BACK, source="stopped")
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert state_of(steps).reason == "TargetKept"
     assert node2.engine.running("c-tgt")
@@ -140,7 +142,7 @@ def test_a_cold_rollback_needs_no_checkpoint_to_restore_the_source() -> None:
     steps, node1, node2 = migration(Phase.ROLLING_BACK, source="stopped", strategy=Strategy.COLD)
     state_of(steps).fingerprint_stack = None  # a cold move keeps no memory to recognise
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert state_of(steps).phase is Phase.ROLLED_BACK
     assert node1.engine.running("c-src") and "c-tgt" not in node2.engine.containers
@@ -150,7 +152,7 @@ def test_a_rollback_ends_even_when_the_source_checkpoint_cannot_be_deleted() -> 
     steps, node1, _ = migration(Phase.ROLLING_BACK)
     node1.engine.failing["delete_checkpoint"] = DockerError("deleting checkpoint on node1 failed")
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     state = state_of(steps)
     assert state.phase is Phase.ROLLED_BACK
@@ -160,7 +162,7 @@ def test_a_rollback_ends_even_when_the_source_checkpoint_cannot_be_deleted() -> 
 def test_a_rollback_resumed_after_the_source_was_restarted_finishes() -> None:
     steps, node1, _ = migration(Phase.ROLLING_BACK, source="running", target="gone")
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert state_of(steps).phase is Phase.ROLLED_BACK
     assert node1.engine.running("c-src")

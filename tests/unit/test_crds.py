@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from ferry.migration import preflight
-from ferry.migration.state import Metrics, MigrationState, Phase
+from ferry.migration.phases import Phase
+from ferry.migration.state import Metrics, MigrationState
 from tests.unit.fakes import preflight_facts
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"

@@ -16,7 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from ferry.cluster import Cluster
 from ferry.events import Events
 from ferry.hosts.ssh import SSHError
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.phases import Phase
+from ferry.migration.state import MigrationState
 from ferry.reconcile import HostPool, Operator, ResourceStatus, probe_and_report
 from tests.unit.fakes import FakeEventPoster
 from tests.unit.test_fenced_status import FakeStore

@@ -13,8 +13,9 @@ from kubernetes.client.exceptions import ApiException
 
 from ferry.cluster import Cluster, ClusterError, Conflict
 from ferry.events import Events
-from ferry.migration.context import LostCharge
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.errors import LostCharge
+from ferry.migration.phases import Phase
+from ferry.migration.state import MigrationState
 from ferry.reconcile import ResourceStatus
 from tests.unit.fakes import FakeEventPoster
 

@@ -12,9 +12,9 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from ferry.lease import MigrationLease
-from ferry.migration.context import LostCharge
+from ferry.migration.errors import LostCharge
+from ferry.migration.phases import Phase
 from ferry.migration.runner import run_migration
-from ferry.migration.state import Phase
 from tests.unit.fakes import FakeCoordination, FakeHosts, container_spec, context, frozen_state, host_spec
 
 DURATION = 15

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ferry.api import Workload
+from ferry.migration.phases import Phase
 from ferry.migration.runner import run_migration
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.state import MigrationState
 from tests.unit.fakes import FakeHosts, container_spec, context, host_spec
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ferry.hosts.peer_stream import PeerEndpoint
+from ferry.migration.phases import Phase
 from ferry.migration.runner import run_migration
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.state import MigrationState
 from tests.unit.fakes import FakeHosts, FakeSink, container_spec, context, host_spec
 
 READS = {"find_container", "inspect_container"}  # the only engine calls a preflight may record

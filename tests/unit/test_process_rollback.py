@@ -11,9 +11,10 @@ import pytest
 from ferry.api import ProcessRef, Workload
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.ssh import CommandFailed
-from ferry.migration.context import Problem
+from ferry.migration.errors import Problem
+from ferry.migration.phases import Phase
 from ferry.migration.process import ProcessMigration
-from ferry.migration.state import Phase
+from ferry.migration.runner import run_phase
 from tests.unit.fakes import FakeHosts, container_spec, context, frozen_state, host_spec
 
 
@@ -48,7 +49,7 @@ def test_verify_reports_images_it_could_not_remove_instead_of_rolling_back() -> 
     steps, hosts = process_migration(Phase.VERIFYING, running_on={"node2"}, images=True)
     hosts.hosts["node1"].failing["remove_tree"] = CommandFailed("node1", ["rm"], 1, "busy")
 
-    steps.verify()
+    run_phase(steps.ctx, steps)
 
     assert steps.state.phase is Phase.SUCCEEDED
     assert f"not done: removing {steps.workdir} on node1" in steps.state.message
@@ -57,7 +58,7 @@ def test_verify_reports_images_it_could_not_remove_instead_of_rolling_back() -> 
 def test_verify_removes_the_target_images_before_the_source_images() -> None:
     steps, hosts = process_migration(Phase.VERIFYING, running_on={"node2"}, images=True)
 
-    steps.verify()
+    run_phase(steps.ctx, steps)
 
     assert [call.split(":")[0] for call in hosts.calls if ":remove_tree:" in call] == ["node2", "node1"]
 
@@ -65,7 +66,7 @@ def test_verify_removes_the_target_images_before_the_source_images() -> None:
 def test_a_rollback_with_the_source_images_restores_the_source() -> None:
     steps, _ = process_migration(Phase.ROLLING_BACK, running_on=set(), images=True)
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert steps.state.phase is Phase.ROLLED_BACK
     assert steps.running_on == {"node1"}
@@ -74,7 +75,7 @@ def test_a_rollback_with_the_source_images_restores_the_source() -> None:
 def test_a_rollback_keeps_the_running_target_when_the_source_images_are_gone() -> None:
     steps, _ = process_migration(Phase.ROLLING_BACK, running_on={"node2"}, images=False)
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert (steps.state.phase, steps.state.reason) == (Phase.SUCCEEDED, "TargetKept")
     assert steps.running_on == {"node2"}

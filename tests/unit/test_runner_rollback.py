@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 
 from ferry.hosts.ssh import SSHError
-from ferry.migration.context import LostCharge, MigrationContext, Problem
-from ferry.migration.runner import roll_back_until_done, run_migration
-from ferry.migration.state import WAITING, Phase
+from ferry.migration import runner
+from ferry.migration import state as state_module
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import LostCharge, Problem, Wait
+from ferry.migration.phases import Outcome, Phase
+from ferry.migration.runner import run_migration, run_phase
+from ferry.migration.state import WAITING
+from ferry.migration.steps import MigrationSteps
 from tests.unit.fakes import FakeCoordination, FakeHosts, container_spec, context, frozen_state, host_spec
 
 
@@ -21,11 +28,38 @@ class ScriptedRollback:
         self.failures = failures
         self.runs = 0
 
-    def __call__(self) -> None:
+    def roll_back(self) -> Outcome:
         self.runs += 1
         if self.failures:
             raise self.failures.pop(0)
-        self.ctx.advance(Phase.ROLLED_BACK, "back on node1")
+        return Outcome("back on node1")
+
+
+class FakeClock:
+    moment = state_module.now()
+
+
+clock = FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time the runner and the state read, moved on only by the waits."""
+    clock.moment = state_module.now()
+    for module in (state_module, runner):
+        monkeypatch.setattr(module, "now", lambda: clock.moment)
+
+
+def roll_back_until_done(
+    ctx: MigrationContext, step: ScriptedRollback, sleep: Callable[[float], None]
+) -> None:
+    """Runs the rollback as kopf does: each `Wait` is let pass (on the fake clock), then it runs again."""
+    while ctx.state.phase is Phase.ROLLING_BACK:
+        try:
+            run_phase(ctx, cast(MigrationSteps, step))
+        except Wait as wait:
+            sleep(wait.delay)
+            clock.moment += timedelta(seconds=wait.delay)
 
 
 def rolling_back(

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from ferry.migration import state as state_module
+from ferry.migration.phases import Phase
 from ferry.migration.state import (
     IllegalTransition,
     Metrics,
     MigrationState,
-    Phase,
     format_duration,
 )
 
@@ -29,7 +29,6 @@ LEGAL: frozenset[tuple[Phase, Phase]] = frozenset(
         (P.PREPARING, P.FAILED),
         (P.PREPARING, P.SUCCEEDED),  # a dry run ends after its preflight
         (P.CHECKPOINTING, P.TRANSFERRING),
-        (P.CHECKPOINTING, P.RESTORING),  # a shared directory needs no transfer
         (P.CHECKPOINTING, P.ROLLING_BACK),
         (P.CHECKPOINTING, P.FAILED),  # CRIU resumes the tasks when a dump fails
         (P.TRANSFERRING, P.RESTORING),
@@ -39,7 +38,6 @@ LEGAL: frozenset[tuple[Phase, Phase]] = frozenset(
         (P.VERIFYING, P.SUCCEEDED),
         (P.VERIFYING, P.ROLLING_BACK),
         (P.ROLLING_BACK, P.ROLLED_BACK),
-        (P.ROLLING_BACK, P.FAILED),
         (P.ROLLING_BACK, P.SUCCEEDED),  # the source cannot come back; the running target is kept
     }
 )

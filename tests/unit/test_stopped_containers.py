@@ -8,8 +8,9 @@ import pytest
 
 from ferry.api import Strategy
 from ferry.migration.container import ContainerMigration
-from ferry.migration.runner import run_migration
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.phases import Phase
+from ferry.migration.runner import run_migration, run_phase
+from ferry.migration.state import MigrationState
 from tests.unit.fakes import FakeHost, FakeHosts, FakeSink, container_spec, context, frozen_state, host_spec
 
 
@@ -74,7 +75,7 @@ def test_a_paused_container_is_refused_even_cold() -> None:
 def test_the_twin_of_a_stopped_container_is_not_started() -> None:
     steps, _, node2 = moved_stopped(Phase.RESTORING, source="stopped", target="stopped")
 
-    steps.restore()
+    run_phase(steps.ctx, steps)
 
     assert steps.state.phase is Phase.VERIFYING
     assert not node2.engine.running("c-tgt")
@@ -84,7 +85,7 @@ def test_the_twin_of_a_stopped_container_is_not_started() -> None:
 def test_verify_accepts_a_stopped_twin_and_says_it_stays_stopped() -> None:
     steps, node1, node2 = moved_stopped(Phase.VERIFYING, source="stopped", target="stopped")
 
-    steps.verify()
+    run_phase(steps.ctx, steps)
 
     assert steps.state.phase is Phase.SUCCEEDED
     assert steps.state.message == "container/web is on node2, stopped as it was on node1"
@@ -94,7 +95,7 @@ def test_verify_accepts_a_stopped_twin_and_says_it_stays_stopped() -> None:
 def test_a_rollback_leaves_a_stopped_source_stopped() -> None:
     steps, node1, node2 = moved_stopped(Phase.ROLLING_BACK, source="stopped", target="stopped")
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert steps.state.phase is Phase.ROLLED_BACK
     assert not node1.engine.running("c-src") and "c-tgt" not in node2.engine.containers
@@ -103,7 +104,7 @@ def test_a_rollback_leaves_a_stopped_source_stopped() -> None:
 def test_a_rollback_without_the_source_keeps_the_stopped_twin() -> None:
     steps, _, node2 = moved_stopped(Phase.ROLLING_BACK, source="gone", target="stopped")
 
-    steps.roll_back()
+    run_phase(steps.ctx, steps)
 
     assert (steps.state.phase, steps.state.reason) == (Phase.SUCCEEDED, "TargetKept")
     assert "c-tgt" in node2.engine.containers

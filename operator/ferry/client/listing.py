@@ -11,7 +11,7 @@ import yaml
 
 from ferry.client.text import age, table
 from ferry.migration.admission import HOLDING
-from ferry.migration.state import Phase
+from ferry.migration.phases import Phase
 
 MIGRATION_COLUMNS = ("NAME", "WORKLOAD", "SOURCE", "TARGET", "PHASE", "DOWNTIME", "AGE")
 HOST_COLUMNS = ("NAME", "ADDRESS", "READY", "DOCKER", "CRIU", "FAST PATH", "MIGRATIONS")

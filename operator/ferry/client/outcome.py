@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ferry.migration.state import Metrics, MigrationState, Phase, format_duration
+from ferry.migration.phases import Phase
+from ferry.migration.state import Metrics, MigrationState, format_duration
 
 
 class ExitCode(IntEnum):

@@ -10,7 +10,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from ferry.client.kube import ClientError, MigrationApi
 from ferry.client.outcome import ExitCode, ending, exit_code
-from ferry.migration.state import MigrationState, Phase
+from ferry.migration.phases import Phase
+from ferry.migration.state import MigrationState
 
 POLL_SECONDS = 0.5
 STEPS = (

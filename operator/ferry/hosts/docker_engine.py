@@ -19,6 +19,7 @@ import requests
 import urllib3
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
+from ferry.hosts.errors import HostError
 from ferry.hosts.ssh import SSHSession
 
 API_VERSION = "1.41"  # Docker 20.10; later engines still serve it
@@ -26,11 +27,11 @@ TIMEOUT = 30.0  # seconds without a byte from the engine: a dead link or daemon 
 LONG_TIMEOUT = 900.0  # checkpoints, restores and image copies of big workloads answer late
 
 
-class NotFound(LookupError):
+class NotFound(HostError, LookupError):
     pass
 
 
-class DockerError(RuntimeError):
+class DockerError(HostError):
     pass
 
 

@@ -17,10 +17,12 @@ from typing import Protocol
 
 import paramiko
 
+from ferry.hosts.errors import HostError
+
 DEAD_LINK_SECONDS = 15
 
 
-class SSHError(RuntimeError):
+class SSHError(HostError):
     """The host could not be reached or refused us."""
 
 
@@ -28,7 +30,7 @@ class HostKeyMismatch(SSHError):
     """The host presented a key other than the pinned one."""
 
 
-class CommandFailed(RuntimeError):
+class CommandFailed(HostError):
     def __init__(self, host: str, argv: Sequence[str], exit_code: int, stderr: str) -> None:
         self.exit_code = exit_code
         self.stderr = stderr

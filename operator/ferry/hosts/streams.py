@@ -12,12 +12,13 @@ from typing import Protocol
 
 import paramiko
 
+from ferry.hosts.errors import HostError
 from ferry.hosts.ssh import CommandFailed, SSHSession
 
 CHUNK = 1 << 20
 
 
-class TransferFailed(RuntimeError):
+class TransferFailed(HostError):
     pass
 
 

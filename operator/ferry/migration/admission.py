@@ -9,19 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ferry.migration.state import Phase
+from ferry.migration.phases import Phase
 
 # A Migration holds its container and its hosts' slots from Preparing until it ends.
-HOLDING = frozenset(
-    {
-        Phase.PREPARING,
-        Phase.CHECKPOINTING,
-        Phase.TRANSFERRING,
-        Phase.RESTORING,
-        Phase.VERIFYING,
-        Phase.ROLLING_BACK,
-    }
-)
+HOLDING = frozenset(phase for phase in Phase if not phase.is_terminal and phase is not Phase.PENDING)
 
 
 @dataclass(frozen=True)

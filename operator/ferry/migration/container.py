@@ -26,8 +26,10 @@ from ferry.hosts.streams import Stream
 from ferry.migration import preflight
 from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes, published_ports
-from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
-from ferry.migration.state import Phase, format_duration, milliseconds, now
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import HostError, Problem
+from ferry.migration.phases import Outcome, Phase
+from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,7 @@ class ContainerMigration(MigrationSteps):
 
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
 
-    def prepare(self) -> None:
-        started = now()
+    def prepare(self) -> Outcome | None:
         source, target = self.source, self.target
         info = source.engine.find_container(self.container)
         if info is None:
@@ -79,9 +80,9 @@ class ContainerMigration(MigrationSteps):
                 "use strategy: Cold to move it without its memory",
             )
         self.state.source_was_running = info["State"]["Status"] == "running"
-        preflight.run(self.ctx, source, target, info, live=self.live)  # raises a Problem saying what to fix
-        if self.state.phase.is_terminal:
-            return  # a dry run: nothing is made
+        dry_run = preflight.run(self.ctx, source, target, info, live=self.live)  # a Problem says what to fix
+        if dry_run is not None:
+            return dry_run  # it passed, and nothing is made
         for host in (source, target) if self.live else ():
             host.ensure_criu_options()
         if self.state.mechanism is None:
@@ -102,8 +103,7 @@ class ContainerMigration(MigrationSteps):
         self._relays = self._arm_relays()
         if self.fast:
             self._prepare_fast_path()
-        self.state.metrics.prepare_ms = milliseconds(started, now())
-        self.ctx.advance(Phase.CHECKPOINTING)
+        return None
 
     def _check_movable(self, status: str) -> None:
         """Live moves a running container; Cold also a stopped one, which stays stopped."""
@@ -251,19 +251,14 @@ class ContainerMigration(MigrationSteps):
 
     def checkpoint(self) -> None:
         if not self.live:
-            started = now()
             self.source.engine.stop(self._source_id())  # Cold: the freeze is a stop; memory is dropped
-            self.state.metrics.checkpoint_ms = milliseconds(started, now())
-            self.ctx.advance(Phase.TRANSFERRING)
             return
         if self.fast:
             self._checkpoint_with_runc()
-            self.ctx.advance(Phase.TRANSFERRING)
             return
         source_id = self._source_id()
         name = self._checkpoint_name()
         if name not in self.source.engine.list_checkpoints(source_id):
-            started = now()
             for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
                 try:
                     self.source.engine.create_checkpoint(source_id, name, exit=True)
@@ -276,15 +271,12 @@ class ContainerMigration(MigrationSteps):
                     if attempt == CHECKPOINT_ATTEMPTS or "freeze" not in str(error):
                         raise Problem("CheckpointFailed", str(error), frozen=False) from None
                     log.warning("checkpoint of %s failed (%s); trying again", self.container, error)
-            self.state.metrics.checkpoint_ms = milliseconds(started, now())
-        self.ctx.advance(Phase.TRANSFERRING)
 
     def _checkpoint_with_runc(self) -> None:
         """runc dumps the container into its Docker checkpoint directory (so that Docker's own restore
         can roll back), with its restart policy set aside: Docker must not restart what runc ended."""
         source, source_id, work = self.source, self._source_id(), self._dump_work()
         assert source.runc is not None
-        started = now()
         armed, self._armed_checkpoint = self._armed_checkpoint, None
         if armed is None:  # resumed after a restart: a dump may be complete, still running, or not begun
             dump = source.runc.dump_state(work)
@@ -303,13 +295,12 @@ class ContainerMigration(MigrationSteps):
             assert armed is not None
         try:
             armed.fire()
-        except HOST_ERRORS as error:
+        except HostError as error:
             if source.engine.inspect_container(source_id)["State"]["Running"]:
                 # CRIU resumes the tasks when a dump fails: nothing stays frozen.
                 self._give_back_restart_policy(source, source_id)
                 raise Problem("CheckpointFailed", str(error), frozen=False) from None
             raise Problem("CheckpointFailed", str(error)) from None
-        self.state.metrics.checkpoint_ms = milliseconds(started, now())
 
     def _give_back_restart_policy(self, host: DockerHost, container_id: str) -> None:
         if self.state.restart_policy is not None:
@@ -318,7 +309,6 @@ class ContainerMigration(MigrationSteps):
     # -- Transferring: checkpoint images and the writable layer go to the target.
 
     def transfer(self) -> None:
-        started = now()
         relays = self._relays or self._arm_relays()
         self._relays = None
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -332,9 +322,7 @@ class ContainerMigration(MigrationSteps):
                     self.state.metrics.checkpoint_bytes = future.result()
                 else:
                     self.state.metrics.volume_bytes = (self.state.metrics.volume_bytes or 0) + future.result()
-        self.state.metrics.transfer_ms = milliseconds(started, now())
         self.state.transfer = self.ctx.request.spec.transfer.value
-        self.ctx.advance(Phase.RESTORING)
 
     def _transfer_through_shared_directory(self) -> None:
         """The source writes the checkpoint and writable layer into the shared directory; the target
@@ -404,7 +392,7 @@ class ContainerMigration(MigrationSteps):
                 if self.fast and self.state.phase is Phase.FAILED and self.state.source_container_id:
                     self._give_back_restart_policy(self.source, self.state.source_container_id)
                 self._remove_fast_path_files()
-            except HOST_ERRORS as error:
+            except HostError as error:
                 log.warning("could not remove the fast path's files of %s: %s", self.ctx.request.uid, error)
 
     def _remove_fast_path_files(self) -> None:
@@ -440,24 +428,17 @@ class ContainerMigration(MigrationSteps):
 
     def restore(self) -> None:
         target_id = self._target_id()
-        started = now()
         if not self.target.engine.inspect_container(target_id)["State"]["Running"]:
             self.state.restore_requested = True
             self.ctx.save()
             self._start(self.target, target_id)
-        finished = now()
-        self.state.metrics.restore_ms = milliseconds(started, finished)
-        self.state.metrics.downtime_ms = milliseconds(self._frozen_at(), finished)
-        self.ctx.advance(Phase.VERIFYING)
 
     # -- Verifying: the target runs the restored memory, not a fresh start; then clean up.
 
-    def verify(self) -> None:
+    def verify(self) -> Outcome:
         """The source is removed last: until then a failure rolls back to it; from then on, the
         target is the only copy, so what is left to do can only be reported, never rolled back."""
-        started = now()
         self._check_restored(self.target, self._target_id())
-        self.state.metrics.verify_ms = milliseconds(started, now())
         source_id = self._source_id()
         source_there = self.source.engine.find_container(source_id) is not None
         not_done = []
@@ -476,7 +457,7 @@ class ContainerMigration(MigrationSteps):
             if self.state.source_was_running is not False
             else f"{self.state.workload} is on {self.target.name}, stopped as it was on {self.source.name}"
         )
-        self.ctx.advance(Phase.SUCCEEDED, outcome + unfinished(not_done), reason="Migrated")
+        return Outcome(outcome + unfinished(not_done), reason="Migrated")
 
     def _redirect_source_ports(self) -> None:
         """Keeps the old address working: the source host forwards the published ports to the target."""
@@ -510,15 +491,14 @@ class ContainerMigration(MigrationSteps):
 
     # -- RollingBack: bring the workload back on the source from the same checkpoint.
 
-    def roll_back(self) -> None:
+    def roll_back(self) -> Outcome:
         """Brings the workload back on the source; the target is removed first, but only once the
         source is known to be restorable (if it is not, the target is the only copy and stays)."""
         cause = self.state.message
         source_id = self._source_id()
         unrestorable = self._why_the_source_cannot_come_back(source_id)
         if unrestorable is not None:
-            self._keep_the_target(cause, unrestorable)
-            return
+            return self._keep_the_target(cause, unrestorable)
         if self.state.target_container_id is not None:
             self._remove_target_before_rollback()
         source_state = self._wait_until_settled(self.source, source_id)
@@ -539,17 +519,13 @@ class ContainerMigration(MigrationSteps):
                 lambda: self.source.engine.delete_checkpoint(source_id, name),
             )
         not_done += self.attempt("removing the fast path's files", self._remove_fast_path_files)
-        self.ctx.advance(
-            Phase.ROLLED_BACK,
-            f"{self.state.workload} runs again on {self.source.name} after: {cause}" + unfinished(not_done),
-            reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
-        )
+        return self.rolled_back(cause, not_done)
 
     def _remove_target_before_rollback(self) -> None:
         """The target must not run before the source does; a target never started cannot."""
         try:
             self.target_cleanup()
-        except HOST_ERRORS as error:
+        except HostError as error:
             if self.state.restore_requested:
                 raise  # it may run there: retried, and never restarted on the source until we know
             log.warning("leaving the never-started container on %s: %s", self.state.target_host, error)
@@ -638,7 +614,7 @@ class ContainerMigration(MigrationSteps):
             return f"checkpoint {name} is gone from {self.source.name}"
         return None
 
-    def _keep_the_target(self, cause: str, unrestorable: str) -> None:
+    def _keep_the_target(self, cause: str, unrestorable: str) -> Outcome:
         """The source cannot come back: the target is the only copy. Kept if it runs; waited for if not."""
         target_id = self.state.target_container_id
         info = self.target.engine.find_container(target_id) if target_id is not None else None
@@ -648,12 +624,7 @@ class ContainerMigration(MigrationSteps):
                 f"{unrestorable}, and no container of this migration runs on {self.target.name}: "
                 f"{self.state.workload} runs nowhere",
             )
-        self.ctx.advance(
-            Phase.SUCCEEDED,
-            f"{self.state.workload} stays on {self.target.name}, where it runs: the rollback (after: "
-            f"{cause}) cannot bring it back, as {unrestorable}",
-            reason="TargetKept",
-        )
+        return self.target_kept(cause, unrestorable)
 
 
 def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) -> None:

@@ -8,28 +8,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ferry.api import DockerHostSpec, MigrationSpec
-from ferry.hosts.docker_engine import DockerError, NotFound
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.ssh import CommandFailed, SSHError
-from ferry.hosts.streams import TransferFailed
 from ferry.migration.admission import ActiveMigration
-from ferry.migration.state import MigrationState, Phase
-
-HOST_ERRORS = (SSHError, CommandFailed, DockerError, NotFound, TransferFailed)
-
-
-class Problem(Exception):
-    """A failure the user can read: `reason` is a CamelCase word, `message` says what happened.
-
-    `frozen=False` says the workload still runs on the source although the phase is past the freeze
-    (CRIU resumes the tasks when a dump fails), so there is nothing to roll back.
-    """
-
-    def __init__(self, reason: str, message: str, *, frozen: bool = True) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.frozen = frozen
+from ferry.migration.errors import LostCharge
+from ferry.migration.phases import Phase
+from ferry.migration.state import MigrationState
 
 
 class HostDirectory(Protocol):
@@ -60,10 +43,6 @@ class Coordination(Protocol):
     def in_charge(self) -> bool:
         """This operator still holds the Migration's lease."""
         ...
-
-
-class LostCharge(Exception):
-    """Another operator drives this Migration now: stop without touching anything."""
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.facts import CriuCheck
 from ferry.migration.container_config import BUILTIN_NETWORKS
 from ferry.migration.container_data import published_ports
-from ferry.migration.context import MigrationContext, Problem
-from ferry.migration.state import Phase
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import Problem
+from ferry.migration.phases import Outcome, Phase
 
 MiB = 1 << 20
 RESERVE = 64 * MiB  # added to every need: filesystem metadata, logs, estimates a little short
@@ -69,9 +70,9 @@ class Check:
 
 def run(
     ctx: MigrationContext, source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool
-) -> None:
+) -> Outcome | None:
     """Checks everything before anything is made; records the report in the status. Raises the
-    Problem of the failed checks; a dry run that passes ends here, Succeeded (DryRunPassed)."""
+    Problem of the failed checks; a dry run that passes ends here: its Outcome is Succeeded."""
     found = gather(source, target, info, live=live)
     checks = evaluate(found)
     ctx.state.preflight = report(found, checks)
@@ -79,7 +80,8 @@ def run(
     if failure is not None:
         raise failure
     if ctx.request.spec.dry_run:
-        ctx.advance(Phase.SUCCEEDED, dry_run_summary(found, checks), reason="DryRunPassed")
+        return Outcome(dry_run_summary(found, checks), reason="DryRunPassed", ending=Phase.SUCCEEDED)
+    return None
 
 
 def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool) -> Facts:

@@ -14,8 +14,10 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.shell import RemoteShell
 from ferry.hosts.ssh import Commands
 from ferry.hosts.streams import Stream
-from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
-from ferry.migration.state import Phase, format_duration, milliseconds, now
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import HostError, Problem
+from ferry.migration.phases import Outcome
+from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 
 IMAGES_ROOT = "/var/lib/ferry/images"
@@ -36,7 +38,6 @@ class ProcessMigration(MigrationSteps):
         self._shells: dict[str, RemoteShell] = {}  # by host name: open from before the freeze
 
     def prepare(self) -> None:
-        started = now()
         source, target = self.source, self.target
         pid = self._resolve_pid()
         info = processes.inspect_process(source, pid)
@@ -77,8 +78,6 @@ class ProcessMigration(MigrationSteps):
             self.dumped, target, self.received, fresh=True, armed=True, tag=self.ctx.request.uid
         )
         self._shells = {host.name: RemoteShell(host.ssh) for host in (source, target)}
-        self.state.metrics.prepare_ms = milliseconds(started, now())
-        self.ctx.advance(Phase.CHECKPOINTING)
 
     def _resolve_pid(self) -> int:
         if self.process.pid is not None:
@@ -96,7 +95,6 @@ class ProcessMigration(MigrationSteps):
 
     def checkpoint(self) -> None:
         pid = self._pid()
-        started = now()
         source = self._on(self.source)
         if (
             processes.is_alive(source, pid)
@@ -104,15 +102,12 @@ class ProcessMigration(MigrationSteps):
         ):
             try:
                 processes.criu_dump(source, pid, self.dumped, shell_job=self._shell_job())
-            except HOST_ERRORS as error:
+            except HostError as error:
                 # CRIU resumes the process when a dump fails: nothing stays frozen.
                 frozen = not processes.is_alive(source, pid)
                 raise Problem("CheckpointFailed", str(error), frozen=frozen) from None
-        self.state.metrics.checkpoint_ms = milliseconds(started, now())
-        self.ctx.advance(Phase.TRANSFERRING)
 
     def transfer(self) -> None:
-        started = now()
         if self._relay is None:  # resumed after a restart: nothing was armed
             self._relay = self.source.tree_relay(
                 self.dumped, self.target, self.received, fresh=True, armed=False, tag=self.ctx.request.uid
@@ -120,46 +115,34 @@ class ProcessMigration(MigrationSteps):
         # Kept until release(): closing a direct stream withdraws its key, a remote call the freeze
         # window need not pay for.
         self.state.metrics.checkpoint_bytes = self._relay.fire()
-        self.state.metrics.transfer_ms = milliseconds(started, now())
         self.state.transfer = "Stream"
-        self.ctx.advance(Phase.RESTORING)
 
     def restore(self) -> None:
-        started = now()
         if not self._runs_on(self.target):
             self._wait_for_pid_release(self.target)
             self.state.restore_requested = True
             self.ctx.save()
             self._restore_on(self.target, self.received)
-        finished = now()
-        self.state.metrics.restore_ms = milliseconds(started, finished)
-        assert self.state.frozen_at is not None
-        self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, finished)
-        self.ctx.advance(Phase.VERIFYING)
 
-    def verify(self) -> None:
-        started = now()
+    def verify(self) -> Outcome:
         if not self._runs_on(self.target):
             raise Problem(
                 "NotRunning", f"process {self._pid()} does not run its restored memory on {self.target.name}"
             )
-        self.state.metrics.verify_ms = milliseconds(started, now())
         # From here the target is the only copy: a failure to clean up is reported, never rolled back.
         not_done = [] if self.ctx.request.spec.keep_checkpoint else self._remove_images()
         downtime = self.state.metrics.downtime_ms or 0
-        self.ctx.advance(
-            Phase.SUCCEEDED,
+        return Outcome(
             f"{self.state.workload} runs on {self.target.name} with PID {self._pid()}; "
             f"downtime {format_duration(downtime)}" + unfinished(not_done),
             reason="Migrated",
         )
 
-    def roll_back(self) -> None:
+    def roll_back(self) -> Outcome:
         """The target is stopped only when the source can come back (it runs, or its images exist)."""
         cause = self.state.message
         if not self._runs_on(self.source) and not self.source.path_exists(f"{self.dumped}/inventory.img"):
-            self._keep_the_target(cause)
-            return
+            return self._keep_the_target(cause)
         if self.state.restore_requested and self._runs_on(self.target):
             processes.kill(self.target, self._pid())
         if not self._runs_on(self.source):
@@ -169,12 +152,7 @@ class ProcessMigration(MigrationSteps):
             raise Problem("RestoreFailed", f"process {self._pid()} did not come back on {self.source.name}")
         assert self.state.frozen_at is not None
         self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, now())
-        not_done = self._remove_images()
-        self.ctx.advance(
-            Phase.ROLLED_BACK,
-            f"{self.state.workload} runs again on {self.source.name} after: {cause}" + unfinished(not_done),
-            reason=self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack",
-        )
+        return self.rolled_back(cause, self._remove_images())
 
     def target_cleanup(self) -> None:
         self.target.remove_tree(self.received)
@@ -190,7 +168,7 @@ class ProcessMigration(MigrationSteps):
     def _restore_on(self, host: DockerHost, images: str) -> None:
         try:
             processes.criu_restore(self._on(host), images, shell_job=self._shell_job())
-        except HOST_ERRORS as error:
+        except HostError as error:
             raise Problem("RestoreFailed", str(error)) from None
 
     def _runs_on(self, host: DockerHost) -> bool:
@@ -228,7 +206,7 @@ class ProcessMigration(MigrationSteps):
             )
         return not_done
 
-    def _keep_the_target(self, cause: str) -> None:
+    def _keep_the_target(self, cause: str) -> Outcome:
         """The source can no longer come back: the target is the only copy. Kept if it runs."""
         if not self._runs_on(self.target):
             raise Problem(
@@ -236,9 +214,4 @@ class ProcessMigration(MigrationSteps):
                 f"process {self._pid()} runs neither on {self.source.name}, whose images are gone, "
                 f"nor on {self.target.name}",
             )
-        self.ctx.advance(
-            Phase.SUCCEEDED,
-            f"{self.state.workload} stays on {self.target.name}, where it runs: the rollback (after: "
-            f"{cause}) cannot bring it back, as its images are gone from {self.source.name}",
-            reason="TargetKept",
-        )
+        return self.target_kept(cause, f"its images are gone from {self.source.name}")

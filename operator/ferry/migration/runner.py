@@ -1,27 +1,32 @@
-"""Drives one Migration through its phases until it ends, whatever phase it starts from."""
+"""Drives one Migration through the phase table (ferry.migration.phases), from whatever phase its
+status says, until it ends or must wait: a `Wait` tells the caller (kopf) when to call again.
+
+Everything a step can raise is handled here, in one place (see ferry.migration.errors): a failure
+fails the Migration before the freeze and rolls it back after; a failing rollback waits and is tried
+again, never given up. Each step is timed here too.
+"""
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
-from collections.abc import Callable
 
-from ferry.api import MigrationSpec, SpecError, Strategy, Transfer
-from ferry.migration.admission import full_hosts, migrating_container
+from ferry.api import MigrationSpec, SpecError
 from ferry.migration.container import ContainerMigration
-from ferry.migration.context import HOST_ERRORS, HostDirectory, MigrationContext, Problem
+from ferry.migration.context import HostDirectory, MigrationContext
+from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Problem, Wait
+from ferry.migration.phases import THAW, Outcome, Phase
 from ferry.migration.process import ProcessMigration
-from ferry.migration.state import MigrationState, Phase, milliseconds, now
+from ferry.migration.state import MigrationState, milliseconds, now
 from ferry.migration.steps import MigrationSteps
 
 log = logging.getLogger(__name__)
 
-ADMISSION_POLL_SECONDS = 1.0
-# A rollback never gives up (that could leave the workload running nowhere): it retries, waiting
-# twice as long each time up to a minute, and says in the status what it waits for.
+# A rollback never gives up (that could leave the workload running nowhere): it is tried again,
+# each wait about twice as long as the one before, up to a minute, and the status says what it waits for.
 ROLLBACK_FIRST_DELAY = 3.0
 ROLLBACK_MAX_DELAY = 60.0
+PASSED_THROUGH = (Wait, LostCharge, ClusterUnavailable)  # for the caller: not the Migration's failure
 
 
 def run_migration(ctx: MigrationContext) -> None:
@@ -30,31 +35,86 @@ def run_migration(ctx: MigrationContext) -> None:
     if refusal is not None:
         refuse(ctx, refusal)
         return
-    if state.phase is Phase.PENDING:
-        _guarded(ctx, lambda: begin(ctx))
-    if state.phase.is_terminal:
-        return
     migration = migration_for(ctx)
-    steps = migration.steps()
-
-    def next_step() -> None:
-        phase = state.phase
-        log.info("%s/%s: %s", ctx.request.namespace, ctx.request.name, phase)
-        if pause := ctx.request.pauses.get(phase):
-            time.sleep(pause)
-        ctx.ensure_in_charge()  # a driver that could not renew its lease stops before the next step
-        check_deadline(ctx)
-        check_cancelled(ctx)
-        steps[phase]()
-
     try:
         while not state.phase.is_terminal:
-            if state.phase is Phase.ROLLING_BACK:
-                roll_back_until_done(ctx, next_step)
-            else:
-                _guarded(ctx, next_step)
+            run_phase(ctx, migration)
     finally:
         migration.release()
+
+
+def run_phase(ctx: MigrationContext, migration: MigrationSteps) -> None:
+    """Runs the step of the current phase, then enters the phase the table (or the step) says."""
+    state = ctx.state
+    phase = state.phase
+    rule = phase.rule
+    assert rule.step is not None
+    log.info("%s/%s: %s", ctx.request.namespace, ctx.request.name, phase)
+    if pause := ctx.request.pauses.get(phase):
+        time.sleep(pause)
+    ctx.ensure_in_charge()  # a driver that could not renew its lease stops before the next step
+    started = now()
+    try:
+        check_deadline(ctx)
+        check_cancelled(ctx)
+        outcome = getattr(migration, rule.step)() or Outcome()
+    except PASSED_THROUGH:
+        raise
+    except Exception as error:
+        problem = as_problem(error)
+        if phase is Phase.ROLLING_BACK:
+            raise rollback_wait(ctx, problem) from None
+        fail(ctx, migration, problem)
+        return
+    finished = now()
+    if rule.timed is not None and getattr(state.metrics, rule.timed) is None:
+        setattr(state.metrics, rule.timed, milliseconds(started, finished))
+    if phase is THAW and state.frozen_at is not None:
+        state.metrics.downtime_ms = milliseconds(state.frozen_at, finished)
+    if rule.enters_then_itself and outcome.ending is None:
+        return
+    following = outcome.ending or rule.then
+    assert following is not None
+    ctx.advance(following, outcome.message, outcome.reason)
+
+
+def as_problem(error: Exception) -> Problem:
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, HostError):
+        return Problem("HostError", str(error))
+    log.exception("a step failed unexpectedly")
+    return Problem("InternalError", f"ferry failed unexpectedly ({type(error).__name__}: {error})")
+
+
+def fail(ctx: MigrationContext, migration: MigrationSteps, problem: Problem) -> None:
+    """Before the freeze (or when a failed dump left the workload running): Failed, and what was made
+    on the target removed. After it: RollingBack."""
+    state = ctx.state
+    log.warning(
+        "%s/%s failed in %s: %s", ctx.request.namespace, ctx.request.name, state.phase, problem.message
+    )
+    ending = state.phase.rule.on_failure
+    if ending is Phase.ROLLING_BACK and problem.frozen:
+        ctx.advance(Phase.ROLLING_BACK, problem.message, reason=problem.reason)
+        return
+    if state.target_container_id is not None:
+        try:
+            migration.target_cleanup()
+        except HostError as error:
+            log.warning("could not clean up the target: %s", error)
+    ctx.advance(Phase.FAILED, problem.message, reason=problem.reason)
+
+
+def rollback_wait(ctx: MigrationContext, problem: Problem) -> Wait:
+    """Records what the rollback waits for (written only when that changed); the wait is as long as
+    it has waited already plus the first delay, so each wait about doubles, up to a minute."""
+    state = ctx.state
+    log.warning("%s/%s: rollback waits for: %s", ctx.request.namespace, ctx.request.name, problem.message)
+    if state.wait_for(problem.message):
+        ctx.save()
+    waited = milliseconds(state.waiting_since or now(), now()) / 1000
+    return Wait(problem.message, min(waited + ROLLBACK_FIRST_DELAY, ROLLBACK_MAX_DELAY))
 
 
 def authorization_problem(
@@ -117,133 +177,10 @@ def refuse(ctx: MigrationContext, problem: Problem) -> None:
     ctx.save()
 
 
-def roll_back_until_done(
-    ctx: MigrationContext, step: Callable[[], None], sleep: Callable[[float], None] = time.sleep
-) -> None:
-    """Runs the rollback step until it ends the Migration (the workload runs again on the source,
-    or is kept on the target); each failure is waited out, and a new one is written to the status."""
-    delay = ROLLBACK_FIRST_DELAY
-    while ctx.state.phase is Phase.ROLLING_BACK:
-        ctx.ensure_in_charge()
-        try:
-            step()
-        except Problem as problem:
-            obstacle = problem.message
-        except HOST_ERRORS as error:
-            obstacle = str(error)
-        else:
-            continue
-        log.warning(
-            "%s/%s: rollback waits %.0fs for: %s", ctx.request.namespace, ctx.request.name, delay, obstacle
-        )
-        if ctx.state.wait_for(obstacle):
-            ctx.save()
-        sleep(delay)
-        delay = min(delay * 2, ROLLBACK_MAX_DELAY)
-
-
 def migration_for(ctx: MigrationContext) -> MigrationSteps:
     if ctx.request.spec.workload.process is not None:
         return ProcessMigration(ctx)
     return ContainerMigration(ctx)
-
-
-def begin(ctx: MigrationContext) -> None:
-    """Pending -> Preparing: check what only the operator can know, then wait for a free slot."""
-    spec, state = ctx.request.spec, ctx.state
-    state.start_time = state.start_time or now()
-    state.workload = spec.workload.describe()
-    state.target_host = spec.target_host
-    if spec.workload.process is not None and spec.strategy is Strategy.COLD:
-        raise Problem(
-            "NotSupported", "a plain process can only move Live: a cold move would restart it from scratch"
-        )
-    if spec.workload.process is not None and spec.transfer is not Transfer.STREAM:
-        raise Problem("NotSupported", "a plain process moves with transfer: Stream")
-    container = spec.workload.container
-    if container is None:
-        state.source_host = spec.source_host
-    else:
-        state.source_host = spec.source_host or find_source_host(ctx, container)
-        info = ctx.host(state.source_host).engine.find_container(container)
-        if info is None:
-            raise Problem(
-                "ContainerNotFound",
-                f"container '{container}' does not exist on host {state.source_host}; "
-                + closest_containers(ctx, container, [state.source_host]),
-            )
-        state.source_container_id = info["Id"]
-    wait_for_admission(ctx)
-
-
-def wait_for_admission(ctx: MigrationContext) -> None:
-    """Enters Preparing once the container is free and both hosts have a slot; queues until then."""
-    state, coordination = ctx.state, ctx.coordination
-    assert state.source_host is not None and state.target_host is not None
-    hosts = (state.source_host, state.target_host)
-    container_id = state.source_container_id
-    while True:
-        with coordination.admission_lock:
-            active = coordination.active_migrations()
-            holder = (
-                migrating_container(active, ctx.request.uid, state.source_host, container_id)
-                if container_id is not None
-                else None
-            )
-            if holder is not None:
-                raise Problem(
-                    "ContainerBusy",
-                    f"{state.workload} on {state.source_host} is busy: Migration {holder.key} is moving it",
-                )
-            full = full_hosts(
-                active, ctx.request.uid, hosts, lambda name: ctx.hosts.spec(name).max_concurrent_migrations
-            )
-            if not full:
-                ctx.advance(Phase.PREPARING)  # recorded before the lock is let go: the next decision sees it
-                return
-        waiting = f"queued: {'; '.join(full)} (maxConcurrentMigrations)"
-        if state.message != waiting:
-            state.message, state.reason = waiting, "Queued"
-            ctx.save()
-        check_deadline(ctx)
-        check_cancelled(ctx)
-        time.sleep(ADMISSION_POLL_SECONDS)
-
-
-def find_source_host(ctx: MigrationContext, container: str) -> str:
-    spec = ctx.request.spec
-    candidates = [
-        name
-        for name in ctx.hosts.names()
-        if name != spec.target_host and ctx.hosts.spec(name).allows_namespace(ctx.request.namespace)
-    ]
-    found = [name for name in candidates if ctx.host(name).engine.find_container(container) is not None]
-    if not found:
-        raise Problem(
-            "ContainerNotFound",
-            f"container '{container}' is on none of the hosts searched ({', '.join(candidates) or 'none'}); "
-            + closest_containers(ctx, container, candidates),
-        )
-    if len(found) > 1:
-        raise Problem(
-            "AmbiguousSource", f"container '{container}' exists on {' and '.join(found)}; set spec.sourceHost"
-        )
-    return found[0]
-
-
-def closest_containers(ctx: MigrationContext, container: str, hosts: list[str]) -> str:
-    """A hint for a container name not found: the closest names of the containers running on `hosts`."""
-    where: dict[str, list[str]] = {}
-    for host in hosts:
-        for listed in ctx.host(host).engine.running_containers():
-            for name in listed["Names"]:
-                where.setdefault(name.lstrip("/"), []).append(host)
-    closest = difflib.get_close_matches(container, where, n=3)
-    if not closest:
-        return "no running container there has a similar name"
-    return "closest running containers: " + ", ".join(
-        f"'{name}' on {' and '.join(where[name])}" for name in closest
-    )
 
 
 def check_deadline(ctx: MigrationContext) -> None:
@@ -264,28 +201,3 @@ def check_cancelled(ctx: MigrationContext) -> None:
             "Cancelled",
             f"the Migration was deleted before the freeze; {state.workload} stays on {state.source_host}",
         )
-
-
-def _guarded(ctx: MigrationContext, step: Callable[[], None]) -> None:
-    try:
-        step()
-    except Problem as problem:
-        _handle_failure(ctx, problem)
-    except HOST_ERRORS as error:
-        _handle_failure(ctx, Problem("HostError", str(error)))
-
-
-def _handle_failure(ctx: MigrationContext, problem: Problem) -> None:
-    state = ctx.state
-    log.warning(
-        "%s/%s failed in %s: %s", ctx.request.namespace, ctx.request.name, state.phase, problem.message
-    )
-    if state.phase.is_frozen and problem.frozen:
-        ctx.advance(Phase.ROLLING_BACK, problem.message, reason=problem.reason)
-    else:
-        if state.target_container_id is not None:
-            try:
-                migration_for(ctx).target_cleanup()
-            except HOST_ERRORS as error:
-                log.warning("could not clean up the target: %s", error)
-        ctx.advance(Phase.FAILED, problem.message, reason=problem.reason)

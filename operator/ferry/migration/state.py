@@ -8,51 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    PREPARING = "Preparing"
-    CHECKPOINTING = "Checkpointing"
-    TRANSFERRING = "Transferring"
-    RESTORING = "Restoring"
-    VERIFYING = "Verifying"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    ROLLING_BACK = "RollingBack"
-    ROLLED_BACK = "RolledBack"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-    @property
-    def is_frozen(self) -> bool:
-        """From the freeze on, a failure must bring the workload back rather than just stop."""
-        return self in AFTER_FREEZE
-
-
-TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK})
-AFTER_FREEZE = frozenset(
-    {Phase.CHECKPOINTING, Phase.TRANSFERRING, Phase.RESTORING, Phase.VERIFYING, Phase.ROLLING_BACK}
-)
-
-TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.PENDING: frozenset({Phase.PREPARING, Phase.FAILED}),
-    Phase.PREPARING: frozenset({Phase.CHECKPOINTING, Phase.FAILED, Phase.SUCCEEDED}),  # a dry run ends there
-    Phase.CHECKPOINTING: frozenset({Phase.TRANSFERRING, Phase.RESTORING, Phase.ROLLING_BACK, Phase.FAILED}),
-    Phase.TRANSFERRING: frozenset({Phase.RESTORING, Phase.ROLLING_BACK}),
-    Phase.RESTORING: frozenset({Phase.VERIFYING, Phase.ROLLING_BACK}),
-    Phase.VERIFYING: frozenset({Phase.SUCCEEDED, Phase.ROLLING_BACK}),
-    # Succeeded: the source could not be restored, and the target, which runs, is kept.
-    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK, Phase.FAILED, Phase.SUCCEEDED}),
-    Phase.SUCCEEDED: frozenset(),
-    Phase.FAILED: frozenset(),
-    Phase.ROLLED_BACK: frozenset(),
-}
-
+from ferry.migration.phases import TRANSITIONS, Phase
 
 WAITING = "RollbackWaiting"  # the condition that says what a rollback waits for
 

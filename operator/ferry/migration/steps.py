@@ -1,4 +1,5 @@
-"""What every kind of migration (container, process) has: a phase -> step table and its two hosts."""
+"""What every kind of migration (container, process) has: a step for each phase of the table in
+ferry.migration.phases, and its two hosts."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from ferry.hosts.docker_host import DockerHost
-from ferry.migration.context import HOST_ERRORS, MigrationContext, Problem
-from ferry.migration.state import Phase
+from ferry.migration import pending
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import HostError, Problem
+from ferry.migration.phases import Outcome, Phase
 
 log = logging.getLogger(__name__)
 
@@ -17,16 +20,6 @@ class MigrationSteps(ABC):
     def __init__(self, context: MigrationContext) -> None:
         self.ctx = context
         self.state = context.state
-
-    def steps(self) -> dict[Phase, Callable[[], None]]:
-        return {
-            Phase.PREPARING: self.prepare,
-            Phase.CHECKPOINTING: self.checkpoint,
-            Phase.TRANSFERRING: self.transfer,
-            Phase.RESTORING: self.restore,
-            Phase.VERIFYING: self.verify,
-            Phase.ROLLING_BACK: self.roll_back,
-        }
 
     @property
     def source(self) -> DockerHost:
@@ -38,12 +31,16 @@ class MigrationSteps(ABC):
         assert self.state.target_host is not None
         return self.ctx.host(self.state.target_host)
 
+    def admit(self) -> None:
+        """Finds the workload and waits for a slot on both hosts (the same for every kind)."""
+        pending.admit(self.ctx)
+
     @abstractmethod
-    def prepare(self) -> None:
+    def prepare(self) -> Outcome | None:
         """The workload still runs; a failure here leaves the source untouched."""
 
     @abstractmethod
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> Outcome | None:
         """The freeze: downtime starts."""
 
     @abstractmethod
@@ -54,11 +51,11 @@ class MigrationSteps(ABC):
         """The workload runs on the target: downtime ends."""
 
     @abstractmethod
-    def verify(self) -> None:
+    def verify(self) -> Outcome:
         """The target runs the restored state, not a fresh start; then clean up."""
 
     @abstractmethod
-    def roll_back(self) -> None:
+    def roll_back(self) -> Outcome:
         """Bring the workload back on the source from the same checkpoint."""
 
     @abstractmethod
@@ -69,13 +66,28 @@ class MigrationSteps(ABC):
     def release(self) -> None:
         """Close what was opened for a step that will not run."""
 
+    def rolled_back(self, cause: str, not_done: list[str]) -> Outcome:
+        """How a rollback ends: the workload runs on the source again, for the reason it failed."""
+        reason = self.state.reason if self.state.reason != Phase.ROLLING_BACK.value else "RolledBack"
+        message = f"{self.state.workload} runs again on {self.source.name} after: {cause}"
+        return Outcome(message + unfinished(not_done), reason)
+
+    def target_kept(self, cause: str, unrestorable: str) -> Outcome:
+        """How a rollback ends when the source cannot come back: on the target, which runs."""
+        return Outcome(
+            f"{self.state.workload} stays on {self.target.name}, where it runs: the rollback (after: "
+            f"{cause}) cannot bring it back, as {unrestorable}",
+            reason="TargetKept",
+            ending=Phase.SUCCEEDED,
+        )
+
     @staticmethod
     def attempt(what: str, step: Callable[[], None]) -> list[str]:
         """Runs a step whose failure must not roll back (the target is the only copy by then);
         returns what was not done, and why, for the status message."""
         try:
             step()
-        except (Problem, *HOST_ERRORS) as error:
+        except (Problem, HostError) as error:
             log.warning("%s failed: %s", what, error)
             return [f"{what} ({error})"]
         return []

@@ -1,0 +1,112 @@
+"""The Pending phase: find the workload, then take a slot on both hosts, or say the Migration is
+queued and come back later (`Wait`: kopf does the waiting, no worker sleeps)."""
+
+from __future__ import annotations
+
+import difflib
+
+from ferry.api import Strategy, Transfer
+from ferry.migration.admission import full_hosts, migrating_container
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import Problem, Wait
+from ferry.migration.phases import Phase
+from ferry.migration.state import now
+
+QUEUE_POLL_SECONDS = 1.0
+
+
+def admit(ctx: MigrationContext) -> None:
+    """Pending -> Preparing: check what only the operator can know, then take a free slot."""
+    spec, state = ctx.request.spec, ctx.state
+    state.start_time = state.start_time or now()
+    state.workload = spec.workload.describe()
+    state.target_host = spec.target_host
+    if spec.workload.process is not None and spec.strategy is Strategy.COLD:
+        raise Problem(
+            "NotSupported", "a plain process can only move Live: a cold move would restart it from scratch"
+        )
+    if spec.workload.process is not None and spec.transfer is not Transfer.STREAM:
+        raise Problem("NotSupported", "a plain process moves with transfer: Stream")
+    container = spec.workload.container
+    if container is None:
+        state.source_host = spec.source_host
+    elif state.source_host is None or state.source_container_id is None:  # found before it queued
+        state.source_host = spec.source_host or find_source_host(ctx, container)
+        info = ctx.host(state.source_host).engine.find_container(container)
+        if info is None:
+            raise Problem(
+                "ContainerNotFound",
+                f"container '{container}' does not exist on host {state.source_host}; "
+                + closest_containers(ctx, container, [state.source_host]),
+            )
+        state.source_container_id = info["Id"]
+    take_a_slot(ctx)
+
+
+def take_a_slot(ctx: MigrationContext) -> None:
+    """Returns once the container is free and both hosts have a slot (the runner then enters
+    Preparing); otherwise records that the Migration is queued, and why, and waits."""
+    state, coordination = ctx.state, ctx.coordination
+    assert state.source_host is not None and state.target_host is not None
+    hosts = (state.source_host, state.target_host)
+    container_id = state.source_container_id
+    with coordination.admission_lock:
+        active = coordination.active_migrations()
+        holder = (
+            migrating_container(active, ctx.request.uid, state.source_host, container_id)
+            if container_id is not None
+            else None
+        )
+        if holder is not None:
+            raise Problem(
+                "ContainerBusy",
+                f"{state.workload} on {state.source_host} is busy: Migration {holder.key} is moving it",
+            )
+        full = full_hosts(
+            active, ctx.request.uid, hosts, lambda name: ctx.hosts.spec(name).max_concurrent_migrations
+        )
+        if not full:
+            # Entered before the lock is let go, so that the next decision sees this one.
+            ctx.advance(Phase.PREPARING)
+            return
+    waiting = f"queued: {'; '.join(full)} (maxConcurrentMigrations)"
+    if state.message != waiting:
+        state.message, state.reason = waiting, "Queued"
+        ctx.save()
+    raise Wait(waiting, QUEUE_POLL_SECONDS)
+
+
+def find_source_host(ctx: MigrationContext, container: str) -> str:
+    spec = ctx.request.spec
+    candidates = [
+        name
+        for name in ctx.hosts.names()
+        if name != spec.target_host and ctx.hosts.spec(name).allows_namespace(ctx.request.namespace)
+    ]
+    found = [name for name in candidates if ctx.host(name).engine.find_container(container) is not None]
+    if not found:
+        raise Problem(
+            "ContainerNotFound",
+            f"container '{container}' is on none of the hosts searched ({', '.join(candidates) or 'none'}); "
+            + closest_containers(ctx, container, candidates),
+        )
+    if len(found) > 1:
+        raise Problem(
+            "AmbiguousSource", f"container '{container}' exists on {' and '.join(found)}; set spec.sourceHost"
+        )
+    return found[0]
+
+
+def closest_containers(ctx: MigrationContext, container: str, hosts: list[str]) -> str:
+    """A hint for a container name not found: the closest names of the containers running on `hosts`."""
+    where: dict[str, list[str]] = {}
+    for host in hosts:
+        for listed in ctx.host(host).engine.running_containers():
+            for name in listed["Names"]:
+                where.setdefault(name.lstrip("/"), []).append(host)
+    closest = difflib.get_close_matches(container, where, n=3)
+    if not closest:
+        return "no running container there has a similar name"
+    return "closest running containers: " + ", ".join(
+        f"'{name}' on {' and '.join(where[name])}" for name in closest
+    )
