@@ -17,6 +17,7 @@ from ferry import __version__
 from ferry.client import commands as client_commands
 from ferry.client.outcome import EXIT_CODES_HELP, ExitCode
 from ferry.lease import OPERATOR_NAMESPACE
+from ferry.settings import DEFAULTS, Settings
 
 PLUGIN_EXECUTABLE = "kubectl-ferry"  # kubectl runs it for `kubectl ferry ...`
 
@@ -46,7 +47,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")
     scope.add_argument(
-        "-A", "--all-namespaces", action="store_true", default=True, help="watch every namespace"
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
     )
     run.add_argument("--peering", metavar="NAME", help="coordinate replicas through this KopfPeering")
     run.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
@@ -60,7 +61,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument(
         "--lease-seconds",
         type=int,
-        default=15,
+        default=DEFAULTS.lease_seconds,
         help="how long a Migration stays ours after we stop renewing it",
     )
     run.add_argument(
@@ -82,26 +83,23 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_operator(args: argparse.Namespace) -> None:
+    settings = Settings.from_arguments(args)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if settings.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
     import ferry.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
-        liveness_endpoint=args.liveness,
-        memo=kopf.Memo(
-            test_hooks=args.test_hooks,
-            lease_seconds=args.lease_seconds,
-            namespace=args.operator_namespace,
-        ),
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        priority=settings.priority if settings.priority is not None else random.randint(1, 1_000_000),
+        liveness_endpoint=settings.liveness,
+        memo=kopf.Memo(settings=settings),
     )

@@ -11,7 +11,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION, DockerHostSpec, SecretKeyRef, SpecError
+from ferry.api import GROUP, MIGRATIONS, VERSION, SecretKeyRef
 from ferry.migration.errors import ClusterUnavailable
 
 
@@ -53,26 +53,6 @@ class Cluster:
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.coordination = kubernetes.client.CoordinationV1Api(api_client)
-
-    def docker_hosts(self) -> dict[str, dict[str, Any]]:
-        """Every DockerHost's spec, by name."""
-        with api_call("listing the DockerHosts"):
-            listing = cast(
-                dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS)
-            )
-        return {item["metadata"]["name"]: item.get("spec", {}) for item in listing.get("items", [])}
-
-    def docker_host(self, name: str) -> DockerHostSpec:
-        with api_call(f"reading DockerHost '{name}'"):
-            try:
-                resource = cast(
-                    dict[str, Any], self.custom.get_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS, name)
-                )
-            except ApiException as error:
-                if error.status == 404:
-                    raise SpecError(f"DockerHost '{name}' does not exist") from None
-                raise
-        return DockerHostSpec.from_resource(name, resource.get("spec", {}))
 
     def secret_value(self, ref: SecretKeyRef) -> str:
         with api_call(f"reading Secret {ref.namespace}/{ref.name}"):

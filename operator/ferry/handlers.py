@@ -13,9 +13,8 @@ import kopf
 from ferry import __version__
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
-from ferry.lease import OPERATOR_NAMESPACE
 from ferry.reconcile import (
-    RETRY_SECONDS,
+    DockerHostCatalog,
     HostPool,
     Operator,
     TryAgain,
@@ -23,32 +22,34 @@ from ferry.reconcile import (
     reconcile_migration,
     release_redirect,
 )
+from ferry.settings import DEFAULTS, Settings
 
 log = logging.getLogger(__name__)
 
-HOST_PROBE_SECONDS = 60.0
+
+@kopf.index(GROUP, VERSION, DOCKER_HOSTS)
+def docker_hosts(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    """Every DockerHost's spec by name: what migrations read of their hosts, with no API call."""
+    return {name: dict(spec)}
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Configures kopf and makes what every handler shares; the index of DockerHosts is empty yet
+    (kopf fills it before any resource handler runs)."""
+    docker_hosts: kopf.Index[str, dict[str, Any]] = kwargs["docker_hosts"]
+    ours: Settings = memo.get("settings") or DEFAULTS
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 32
+    settings.execution.max_workers = ours.max_workers
     settings.watching.server_timeout = 300
+    settings.peering.lifetime = max(5, ours.lease_seconds)
     load_kube_config()
     cluster = Cluster()
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     log.info("ferry %s starting as %s", __version__, identity)
-    memo.operator = Operator(
-        cluster,
-        HostPool(cluster),
-        identity,
-        test_hooks=bool(memo.get("test_hooks")),
-        lease_seconds=int(memo.get("lease_seconds", 15)),
-        namespace=str(memo.get("namespace", OPERATOR_NAMESPACE)),
-    )
-    settings.peering.lifetime = max(5, int(memo.get("lease_seconds", 15)))
+    memo.operator = Operator(cluster, HostPool(cluster, DockerHostCatalog(docker_hosts)), identity, ours)
 
 
 @kopf.on.cleanup()
@@ -57,15 +58,15 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.operator.events.flush()
 
 
-@kopf.on.resume(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
-@kopf.on.create(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, MIGRATIONS, backoff=DEFAULTS.retry_seconds)
+@kopf.on.create(GROUP, VERSION, MIGRATIONS, backoff=DEFAULTS.retry_seconds)
 def migrate(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     """Runs a Migration to its end."""
     assert namespace is not None  # Migrations are namespaced
     _reconcile(memo.operator, namespace, name, uid)
 
 
-@kopf.on.delete(GROUP, VERSION, MIGRATIONS, backoff=RETRY_SECONDS)
+@kopf.on.delete(GROUP, VERSION, MIGRATIONS, backoff=DEFAULTS.retry_seconds)
 def migration_deleted(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     """Cancels a Migration before the freeze or finishes it after; then drops its port forwarding."""
     assert namespace is not None
@@ -80,7 +81,7 @@ def _reconcile(operator: Operator, namespace: str, name: str, uid: str) -> None:
         raise kopf.TemporaryError(str(later), delay=later.delay) from None
 
 
-@kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=HOST_PROBE_SECONDS)
+@kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=DEFAULTS.host_probe_seconds)
 def probe_host(
     name: str, uid: str, status: kopf.Status, memo: kopf.Memo, patch: kopf.Patch, **_: Any
 ) -> None:

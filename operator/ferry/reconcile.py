@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.runc import FastPathConfig
 from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
-from ferry.lease import OPERATOR_NAMESPACE, MigrationLease
+from ferry.lease import MigrationLease
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.container import redirect_tag
 from ferry.migration.context import MigrationContext, MigrationRequest
@@ -28,23 +28,42 @@ from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Wa
 from ferry.migration.phases import Phase
 from ferry.migration.runner import authorization_problem, run_migration
 from ferry.migration.state import MigrationState, now, timestamp
+from ferry.settings import DEFAULTS, Settings
 
 log = logging.getLogger(__name__)
 
 
-class HostPool:
-    """Warm connections to the DockerHosts."""
+class DockerHostCatalog:
+    """The DockerHosts as the operator's watch last saw them: a kopf index, which kopf fills before
+    any handler runs and keeps current, so that a lookup costs no API call."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, index: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+        self._index = index
+
+    def names(self) -> list[str]:
+        return sorted(self._index)
+
+    def spec(self, name: str) -> DockerHostSpec:
+        found = list(self._index.get(name, ()))
+        if not found:
+            raise SpecError(f"DockerHost '{name}' does not exist")
+        return DockerHostSpec.from_resource(name, found[0])
+
+
+class HostPool:
+    """The DockerHosts (from the catalog) and warm connections to them."""
+
+    def __init__(self, cluster: Cluster, catalog: DockerHostCatalog) -> None:
         self.cluster = cluster
+        self.catalog = catalog
         self._hosts: dict[str, tuple[tuple[DockerHostSpec, SSHEndpoint], DockerHost]] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
-        return sorted(self.cluster.docker_hosts())
+        return self.catalog.names()
 
     def spec(self, name: str) -> DockerHostSpec:
-        return self.cluster.docker_host(name)
+        return self.catalog.spec(name)
 
     def connect(self, name: str) -> DockerHost:
         """The host's warm connection; a new one when its spec or its SSH key changed.
@@ -167,14 +186,11 @@ class ResourceStatus:
 TEST_PAUSE_ANNOTATION = "ferry.dev/test-pause"  # "Phase=seconds,...", honoured with `ferry run --test-hooks`
 
 
-RETRY_SECONDS = 5.0
-
-
 class TryAgain(Exception):
     """For the handlers: call again in `delay` seconds (queued, a rollback waiting, another driver
     holding the Migration, the API server away)."""
 
-    def __init__(self, message: str, delay: float = RETRY_SECONDS) -> None:
+    def __init__(self, message: str, delay: float = DEFAULTS.retry_seconds) -> None:
         super().__init__(message)
         self.delay = delay
 
@@ -186,9 +202,7 @@ class Operator:
     cluster: Cluster
     pool: HostPool
     identity: str
-    test_hooks: bool = False
-    lease_seconds: int = 15
-    namespace: str = OPERATOR_NAMESPACE  # the operator's own: where the Leases live
+    settings: Settings = field(default_factory=Settings)
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
     events: Events = field(init=False)
 
@@ -228,7 +242,11 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
         if _terminal(operator.cluster.get_migration(namespace, name)):
             return None
         lease = MigrationLease(
-            operator.cluster.coordination, operator.namespace, uid, operator.identity, operator.lease_seconds
+            operator.cluster.coordination,
+            operator.settings.operator_namespace,
+            uid,
+            operator.identity,
+            operator.settings.lease_seconds,
         )
         if not lease.acquire():
             raise TryAgain(f"Migration {namespace}/{name} is driven by {lease.holder()}")
@@ -282,7 +300,7 @@ def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) 
         state.enter(Phase.FAILED, str(error), reason="InvalidSpec")
         sink.save(state, generation)
         return state
-    pauses = _test_pauses(meta.get("annotations", {})) if operator.test_hooks else {}
+    pauses = _test_pauses(meta.get("annotations", {})) if operator.settings.test_hooks else {}
     request = MigrationRequest(namespace, name, meta["uid"], generation, spec, pauses)
     coordination = ClusterCoordination(operator, lease, namespace, name)
     ctx = MigrationContext(request, state, operator.pool, sink, coordination)

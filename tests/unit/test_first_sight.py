@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from ferry import __version__
 from ferry.cluster import Cluster
-from ferry.reconcile import HostPool, Operator, reconcile_migration
+from ferry.reconcile import DockerHostCatalog, HostPool, Operator, reconcile_migration
 from tests.unit.fakes import FakeEventPoster
 from tests.unit.test_lease import FakeCoordinationApi
 
@@ -49,7 +49,8 @@ TO_NOWHERE = {"workload": {"container": "web"}, "targetHost": "nowhere"}
 
 
 def reconcile(cluster: FakeCluster) -> None:
-    operator = Operator(cast(Cluster, cluster), HostPool(cast(Cluster, cluster)), "me")
+    catalog = DockerHostCatalog({name: [{}] for name in cluster.docker_hosts()})
+    operator = Operator(cast(Cluster, cluster), HostPool(cast(Cluster, cluster), catalog), "me")
     reconcile_migration(operator, namespace="team-a", name="move-web", uid="uid-1")
     operator.events.flush()
 

@@ -1,0 +1,42 @@
+"""Everything one operator process is told (by `ferry run`'s options) or tuned with, in one place."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from ferry.lease import OPERATOR_NAMESPACE
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: tuple[str, ...] = ()  # the namespaces whose Migrations it serves; none: every one
+    operator_namespace: str = OPERATOR_NAMESPACE  # its own, where it keeps one Lease per Migration
+    lease_seconds: int = 15  # how long a Migration stays ours after we stop renewing its Lease
+    peering: str | None = None  # the KopfPeering replicas coordinate through; none: standalone
+    priority: int | None = None  # peering priority; none: random, so replicas never tie
+    liveness: str | None = None  # where kopf serves its liveness probe
+    metrics_port: int = 0  # where Prometheus metrics are served; 0: not served
+    test_hooks: bool = False  # honour ferry.dev/test-pause annotations (tests only)
+    verbose: bool = False
+    max_workers: int = 32  # threads for handlers; waiting (queued, rollback retries) holds none
+    # Fixed when the handlers are registered (kopf's decorators take them), so not options:
+    retry_seconds: float = 5.0  # before a handler that failed unexpectedly runs again
+    host_probe_seconds: float = 60.0  # between two probes of a DockerHost
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> Settings:
+        return cls(
+            namespaces=() if args.all_namespaces else tuple(args.namespace or ()),
+            operator_namespace=args.operator_namespace,
+            lease_seconds=args.lease_seconds,
+            peering=args.peering,
+            priority=args.priority,
+            liveness=args.liveness,
+            metrics_port=args.metrics_port,
+            test_hooks=args.test_hooks,
+            verbose=args.verbose,
+        )
+
+
+DEFAULTS = Settings()

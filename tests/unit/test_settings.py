@@ -1,0 +1,48 @@
+"""What `ferry run` is told ends up in one Settings object; DockerHosts are read from kopf's index."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferry.api import SpecError
+from ferry.cli import parse_arguments
+from ferry.reconcile import DockerHostCatalog
+from ferry.settings import Settings
+
+NODE = {
+    "address": "10.0.0.1",
+    "hostKey": "ssh-ed25519 AAAA",
+    "sshKeySecretRef": {"name": "k", "namespace": "n"},
+}
+
+
+def test_the_operator_serves_every_namespace_unless_told_which() -> None:
+    assert Settings.from_arguments(parse_arguments(["run"])).namespaces == ()
+    assert Settings.from_arguments(parse_arguments(["run", "-A"])).namespaces == ()
+
+
+def test_namespaces_given_with_n_are_the_only_ones_served() -> None:
+    settings = Settings.from_arguments(parse_arguments(["run", "-n", "team-a", "-n", "team-b"]))
+
+    assert settings.namespaces == ("team-a", "team-b")
+
+
+def test_every_run_option_reaches_the_settings() -> None:
+    argv = ["run", "--lease-seconds", "9", "--operator-namespace", "ops", "--test-hooks", "--peering", "p"]
+
+    settings = Settings.from_arguments(parse_arguments(argv))
+
+    assert (settings.lease_seconds, settings.operator_namespace) == (9, "ops")
+    assert (settings.test_hooks, settings.peering) == (True, "p")
+
+
+def test_the_catalog_lists_and_parses_the_dockerhosts_of_the_index() -> None:
+    catalog = DockerHostCatalog({"node2": [NODE], "node1": [NODE]})
+
+    assert catalog.names() == ["node1", "node2"]
+    assert catalog.spec("node1").address == "10.0.0.1"
+
+
+def test_a_dockerhost_missing_from_the_index_does_not_exist() -> None:
+    with pytest.raises(SpecError, match="DockerHost 'node3' does not exist"):
+        DockerHostCatalog({"node1": [NODE]}).spec("node3")
