@@ -108,6 +108,7 @@ class DockerEngine:
     def __init__(self, session: SSHSession, docker_socket: str) -> None:
         self.host = session.name
         self.api = _EngineClient(session, docker_socket)
+        self._root_dir: str | None = None
 
     def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -124,6 +125,15 @@ class DockerEngine:
 
     def version(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("docker version", self.api.version))
+
+    def root_dir(self) -> str:
+        if self._root_dir is None:
+            self._root_dir = str(self.info()["DockerRootDir"])
+        return self._root_dir
+
+    def checkpoint_dir(self, container_id: str, checkpoint: str) -> str:
+        """Where `docker checkpoint create` writes, and where `docker start --checkpoint` reads."""
+        return f"{self.root_dir()}/containers/{container_id}/checkpoints/{checkpoint}"
 
     def inspect_container(self, name_or_id: str) -> dict[str, Any]:
         return cast(
