@@ -16,6 +16,7 @@ from ferry import __version__, metrics
 from ferry.api import DockerHostSpec, MigrationSpec, SpecError
 from ferry.cluster import Cluster, ClusterError, Conflict
 from ferry.events import Events, ObjectRef
+from ferry.hosts import facts
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.runc import FastPathConfig
@@ -281,7 +282,7 @@ def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str)
     if refusal is not None:
         log.warning("%s/%s: leaving its port forwarding alone: %s", namespace, name, refusal.message)
     elif state.source_host is not None:
-        operator.pool.connect(state.source_host).remove_forwards(redirect_tag(uid))
+        operator.pool.connect(state.source_host).netfilter.remove_forwards(redirect_tag(uid))
 
 
 def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) -> MigrationState:
@@ -345,8 +346,8 @@ def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:
     try:
         host = pool.connect(name)
         docker_version = str(host.engine.version().get("Version", ""))
-        criu_version = host.criu_version()
-        kernel = host.kernel()
+        criu_version = host.criu.version()
+        kernel = facts.kernel_release(host)
         fast_path = host.runc.describe() if host.runc is not None else None
     except (SpecError, HostError) as error:
         return {

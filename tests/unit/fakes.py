@@ -15,9 +15,9 @@ from typing import Any, cast
 
 from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, Workload
 from ferry.client.kube import ClientError
+from ferry.hosts.criu import Criu, CriuCheck
 from ferry.hosts.docker_engine import NotFound
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.facts import CriuCheck
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.ssh import CommandResult
 from ferry.migration.admission import ActiveMigration
@@ -108,6 +108,9 @@ class FakeEngine:
     def info(self) -> dict[str, Any]:
         return {"Architecture": self.architecture, "DockerRootDir": f"/var/lib/docker-{self.host}"}
 
+    def root_dir(self) -> str:
+        return str(self.info()["DockerRootDir"])
+
     def inspect_image(self, image_id: str) -> dict[str, Any]:
         if image_id not in self.images:
             raise NotFound(f"no image {image_id} on {self.host}")
@@ -143,23 +146,57 @@ class FakeEngine:
             raise self.failing[name]
 
 
+class FakeFiles:
+    """A host's files: the paths that exist; `failing` makes remove_tree raise."""
+
+    def __init__(self, host: str, calls: list[str]) -> None:
+        self.host = host
+        self.paths: set[str] = set()
+        self.failing: dict[str, Exception] = {}
+        self.calls = calls
+
+    def exists(self, path: str) -> bool:
+        return path in self.paths
+
+    def remove_tree(self, path: str) -> None:
+        self.calls.append(f"{self.host}:remove_tree:{path}")
+        if "remove_tree" in self.failing:
+            raise self.failing["remove_tree"]
+        self.paths = {p for p in self.paths if p != path and not p.startswith(f"{path}/")}
+
+
+class FakeNetfilter:
+    """A host's port forwarding: only its calls are recorded."""
+
+    def __init__(self, host: str, calls: list[str]) -> None:
+        self.host = host
+        self.calls = calls
+
+    def forward_ports(self, ports: Any, to_address: str, tag: str) -> None:
+        self.calls.append(f"{self.host}:forward_ports")
+
+    def remove_forwards(self, tag: str) -> None:
+        self.calls.append(f"{self.host}:remove_forwards")
+
+
 class FakeHost:
     """What preflight, verify and roll_back use of a DockerHost."""
 
     def __init__(self, name: str, calls: list[str]) -> None:
         self.name = name
         self.engine = FakeEngine(name, calls)
+        self.files = FakeFiles(name, calls)
+        self.netfilter = FakeNetfilter(name, calls)
+        self.criu = Criu(self)  # the real commands, answered by run()
         self.runc = None
         self.peer: PeerEndpoint | None = None
         self.ssh = self  # commands sent to its SSH session are answered as run() answers them
-        self.files: set[str] = set()
         self.stack = STACK
         self.sockets: list[str] = []  # lines of `ss -H -ltnu`
         self.processes: list[tuple[int, int, int]] = [(1, 0, 9000), (42, 1, 2048)]  # pid, ppid, RSS in KiB
         self.disk_available = 100 * GiB
         self.memory_available = 8 * GiB
         self.criu_check = (0, "Looks good.")  # exit code, output
-        self.failing: dict[str, Exception] = {}
         self.calls = calls
 
     def listen(self, protocol: str, port: int) -> None:
@@ -188,26 +225,6 @@ class FakeHost:
             exit_code, text = self.criu_check
             return CommandResult(exit_code, b"", text.encode())
         raise AssertionError(f"{self.name} was asked to run {command}")
-
-    def docker_root_dir(self) -> str:
-        return str(self.engine.info()["DockerRootDir"])
-
-    def path_exists(self, path: str) -> bool:
-        return path in self.files
-
-    def remove_tree(self, path: str) -> None:
-        self.calls.append(f"{self.name}:remove_tree:{path}")
-        if "remove_tree" in self.failing:
-            raise self.failing["remove_tree"]
-        self.files = {f for f in self.files if f != path and not f.startswith(f"{path}/")}
-
-    def remove_forwards(self, tag: str) -> None:
-        self.calls.append(f"{self.name}:remove_forwards")
-
-    def forward_ports(self, ports: Any, to_address: str, tag: str) -> None:
-        self.calls.append(f"{self.name}:forward_ports")
-        if "forward_ports" in self.failing:
-            raise self.failing["forward_ports"]
 
 
 def _output(text: str) -> CommandResult:

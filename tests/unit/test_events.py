@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ferry.cluster import Cluster
 from ferry.events import Events
-from ferry.hosts.ssh import SSHError
+from ferry.hosts.ssh import CommandResult, SSHError
 from ferry.migration.phases import Phase
 from ferry.migration.state import MigrationState
 from ferry.reconcile import HostPool, Operator, ResourceStatus, probe_and_report
@@ -135,15 +136,22 @@ class HealthyEngine:
         return {"Version": "25.0.3"}
 
 
-class HealthyHost:
-    engine = HealthyEngine()
-    runc = None
-
-    def criu_version(self) -> str:
+class HealthyCriu:
+    def version(self) -> str:
         return "4.2"
 
-    def kernel(self) -> str:
-        return "6.1.0"
+
+class HealthySession:
+    def run(self, argv: Sequence[str], *, timeout: float = 120.0) -> CommandResult:
+        assert list(argv) == ["uname", "-r"]
+        return CommandResult(0, b"6.1.0\n", b"")
+
+
+class HealthyHost:
+    engine = HealthyEngine()
+    criu = HealthyCriu()
+    ssh = HealthySession()
+    runc = None
 
 
 class OnePool:

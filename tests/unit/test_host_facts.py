@@ -63,7 +63,7 @@ def test_criu_not_on_the_path_reads_as_not_installed() -> None:
     host, docker_host = fake()
     host.criu_check = (127, "bash: line 1: criu: command not found")
 
-    check = facts.criu_check(docker_host)
+    check = docker_host.criu.check()
 
     assert (check.passed, check.installed) == (False, False)
     assert check.output == "bash: line 1: criu: command not found"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.hosts.docker_host import _pack, _unpack
+from ferry.hosts.tree_copy import _pack, _unpack
 
 
 def copy(source: Path, target: Path, since: str | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ferry.hosts.facts import CriuCheck
+from ferry.hosts.criu import CriuCheck
 from ferry.migration import preflight
 from ferry.migration.preflight import Check, Disk, evaluate, with_margin
 from tests.unit.fakes import GiB, preflight_facts

@@ -41,13 +41,13 @@ def process_migration(
     hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
     steps = ProcessOnFakeHosts(hosts, phase, running_on)
     if images:
-        hosts.hosts["node1"].files.add(f"{steps.dumped}/inventory.img")
+        hosts.hosts["node1"].files.paths.add(f"{steps.dumped}/inventory.img")
     return steps, hosts
 
 
 def test_verify_reports_images_it_could_not_remove_instead_of_rolling_back() -> None:
     steps, hosts = process_migration(Phase.VERIFYING, running_on={"node2"}, images=True)
-    hosts.hosts["node1"].failing["remove_tree"] = CommandFailed("node1", ["rm"], 1, "busy")
+    hosts.hosts["node1"].files.failing["remove_tree"] = CommandFailed("node1", ["rm"], 1, "busy")
 
     run_phase(steps.ctx, steps)
 

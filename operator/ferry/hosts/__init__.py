@@ -1,1 +1,2 @@
-"""The host layer: SSH sessions, Docker Engine calls, CRIU and byte streams. Knows nothing of Kubernetes."""
+"""The host layer: SSH sessions and byte streams, and over them the Docker Engine, files, CRIU, netfilter
+and runc of each host. Knows nothing of Kubernetes or of migrations."""

@@ -3,8 +3,9 @@
 The docker SDK's own ssh:// transport opens its own connection from ~/.ssh files and always runs
 plain `docker system dial-stdio`; ferry needs the pinned, Secret-keyed session it already has and
 the host's configured socket, so it mounts a small adapter that opens each HTTP connection as a
-`docker -H unix://SOCKET system dial-stdio` channel on that session. Checkpoint endpoints are not
-wrapped by the SDK and are called through its low-level helpers.
+`docker -H unix://SOCKET system dial-stdio` channel on that session. Endpoints the SDK does not wrap
+(checkpoints among them) are called through its private request helpers: `_EngineClient` and the
+adapter it mounts hold every use of the SDK's internals.
 """
 
 from __future__ import annotations
@@ -72,15 +73,43 @@ class _DialStdioAdapter(BaseHTTPAdapter):  # type: ignore[misc]
         self._pool.close()
 
 
+class _EngineClient(docker.APIClient):  # type: ignore[misc]
+    """docker-py's low-level client over ferry's session: with the adapter it mounts, the only code
+    that uses docker-py's internals.
+
+    Why they are used: docker-py's ssh:// transport cannot use ferry's session, so the dial-stdio
+    adapter (on docker-py's adapter base, which carries its fix for requests 2.32) is mounted over
+    the URL prefix its ssh:// clients send to; and docker-py has no call for some endpoints ferry
+    needs (checkpoints, `start --checkpoint`, `inspect --size`, a load with a long timeout), so
+    `endpoint` calls those, and the create from the body ferry builds, through its private request
+    helpers (they quote path arguments, add the API version, raise its errors). Kept in one place so
+    that a docker-py upgrade that changes these breaks here alone.
+    """
+
+    def __init__(self, session: SSHSession, docker_socket: str) -> None:
+        super().__init__(base_url="ssh://ferry", version=API_VERSION, use_ssh_client=True, timeout=TIMEOUT)
+        self.mount("http+docker://ssh", _DialStdioAdapter(session, docker_socket, TIMEOUT))
+
+    def endpoint(
+        self, method: str, path: str, *path_args: str, body: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """`method` on `path` (formatted with `path_args`); `body` is sent as JSON, in a POST."""
+        url = self._url(path, *path_args)
+        if body is not None:
+            response = self._post_json(url, data=dict(body), **kwargs)
+        else:
+            response = {"GET": self._get, "POST": self._post, "DELETE": self._delete}[method](url, **kwargs)
+        self._raise_for_status(response)
+        return cast(requests.Response, response)
+
+
 class DockerEngine:
     """Typed calls to one host's Docker Engine; each raises NotFound or DockerError."""
 
     def __init__(self, session: SSHSession, docker_socket: str) -> None:
         self.host = session.name
-        self.api = docker.APIClient(
-            base_url="ssh://ferry", version=API_VERSION, use_ssh_client=True, timeout=TIMEOUT
-        )
-        self.api.mount("http+docker://ssh", _DialStdioAdapter(session, docker_socket, TIMEOUT))
+        self.api = _EngineClient(session, docker_socket)
+        self._root_dir: str | None = None
 
     def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -98,6 +127,15 @@ class DockerEngine:
     def version(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("docker version", self.api.version))
 
+    def root_dir(self) -> str:
+        if self._root_dir is None:
+            self._root_dir = str(self.info()["DockerRootDir"])
+        return self._root_dir
+
+    def checkpoint_dir(self, container_id: str, checkpoint: str) -> str:
+        """Where `docker checkpoint create` writes, and where `docker start --checkpoint` reads."""
+        return f"{self.root_dir()}/containers/{container_id}/checkpoints/{checkpoint}"
+
     def inspect_container(self, name_or_id: str) -> dict[str, Any]:
         return cast(
             dict[str, Any], self._call(f"container {name_or_id}", self.api.inspect_container, name_or_id)
@@ -114,10 +152,15 @@ class DockerEngine:
 
     def writable_layer_bytes(self, container_id: str) -> int:
         """SizeRw of `docker inspect --size`: what the container wrote over its image."""
-        url = self.api._url("/containers/{0}/json", container_id)
-        what = f"sizing container {container_id[:12]}"
-        response = self._call(what, self.api._get, url, params={"size": 1}, timeout=LONG_TIMEOUT)
-        self._call(what, self.api._raise_for_status, response)
+        response = self._call(
+            f"sizing container {container_id[:12]}",
+            self.api.endpoint,
+            "GET",
+            "/containers/{0}/json",
+            container_id,
+            params={"size": 1},
+            timeout=LONG_TIMEOUT,
+        )
         return int(response.json().get("SizeRw") or 0)
 
     def network_names(self) -> set[str]:
@@ -142,11 +185,15 @@ class DockerEngine:
         return cast(Iterator[bytes], response)
 
     def load_image(self, tar_stream: Iterable[bytes]) -> None:
-        url = self.api._url("/images/load")
         response = self._call(
-            "loading image", self.api._post, url, data=tar_stream, params={"quiet": "1"}, timeout=LONG_TIMEOUT
+            "loading image",
+            self.api.endpoint,
+            "POST",
+            "/images/load",
+            data=tar_stream,
+            params={"quiet": "1"},
+            timeout=LONG_TIMEOUT,
         )
-        self._call("loading image", self.api._raise_for_status, response)
         self._call("loading image", self._raise_for_stream_error, response)
 
     @staticmethod
@@ -157,19 +204,27 @@ class DockerEngine:
                 raise docker.errors.APIError(line.decode(errors="replace"), response=response)
 
     def create_container(self, name: str, body: Mapping[str, Any]) -> str:
-        url = self.api._url("/containers/create")
         response = self._call(
-            f"creating container {name}", self.api._post_json, url, data=dict(body), params={"name": name}
+            f"creating container {name}",
+            self.api.endpoint,
+            "POST",
+            "/containers/create",
+            body=body,
+            params={"name": name},
         )
-        self._call(f"creating container {name}", self.api._raise_for_status, response)
         return cast(str, response.json()["Id"])
 
     def start(self, container_id: str, checkpoint: str | None = None) -> None:
         params = {"checkpoint": checkpoint} if checkpoint else {}
-        url = self.api._url("/containers/{0}/start", container_id)
-        what = f"starting container {container_id[:12]}"
-        response = self._call(what, self.api._post, url, params=params, timeout=LONG_TIMEOUT)
-        self._call(f"starting container {container_id[:12]}", self.api._raise_for_status, response)
+        self._call(
+            f"starting container {container_id[:12]}",
+            self.api.endpoint,
+            "POST",
+            "/containers/{0}/start",
+            container_id,
+            params=params,
+            timeout=LONG_TIMEOUT,
+        )
 
     def stop(self, container_id: str, timeout: int = 10) -> None:
         self._call(f"stopping container {container_id[:12]}", self.api.stop, container_id, timeout=timeout)
@@ -185,23 +240,26 @@ class DockerEngine:
             )
 
     def create_checkpoint(self, container_id: str, name: str, *, exit: bool = True) -> None:
-        url = self.api._url("/containers/{0}/checkpoints", container_id)
-        what = f"checkpointing container {container_id[:12]}"
-        body = {"CheckpointID": name, "Exit": exit}
-        response = self._call(what, self.api._post_json, url, data=body, timeout=LONG_TIMEOUT)
-        self._call(what, self.api._raise_for_status, response)
+        self._call(
+            f"checkpointing container {container_id[:12]}",
+            self.api.endpoint,
+            "POST",
+            "/containers/{0}/checkpoints",
+            container_id,
+            body={"CheckpointID": name, "Exit": exit},
+            timeout=LONG_TIMEOUT,
+        )
 
     def list_checkpoints(self, container_id: str) -> list[str]:
-        url = self.api._url("/containers/{0}/checkpoints", container_id)
-        response = self._call("listing checkpoints", self.api._get, url)
-        self._call("listing checkpoints", self.api._raise_for_status, response)
+        response = self._call(
+            "listing checkpoints", self.api.endpoint, "GET", "/containers/{0}/checkpoints", container_id
+        )
         return [entry["Name"] for entry in response.json() or []]
 
     def delete_checkpoint(self, container_id: str, name: str) -> None:
-        url = self.api._url("/containers/{0}/checkpoints/{1}", container_id, name)
-        response = self._call("deleting checkpoint", self.api._delete, url)
-        if response.status_code != 404:
-            self._call("deleting checkpoint", self.api._raise_for_status, response)
+        path = "/containers/{0}/checkpoints/{1}"
+        with contextlib.suppress(NotFound):  # already gone
+            self._call("deleting checkpoint", self.api.endpoint, "DELETE", path, container_id, name)
 
     def close(self) -> None:
         self.api.close()

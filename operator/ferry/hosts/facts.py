@@ -13,7 +13,6 @@ from ferry.hosts.docker_host import DockerHost
 
 # `docker info` reports the machine as `uname -m` does; images name it as Go does.
 GO_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
-NOT_INSTALLED = 127  # the shell's exit code for a command not on the PATH
 
 
 @dataclass(frozen=True)
@@ -22,26 +21,10 @@ class Image:
     bytes: int
 
 
-@dataclass(frozen=True)
-class CriuCheck:
-    """`criu check`: exit 0 when CRIU finds what it needs in the kernel; `output` says what is missing."""
-
-    exit_code: int
-    output: str
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def installed(self) -> bool:
-        return self.exit_code != NOT_INSTALLED
-
-
 def listening_ports(host: DockerHost) -> set[tuple[str, int]]:
     """(protocol, port) of every TCP socket listening and UDP socket bound, whoever holds it."""
     ports = set()
-    for line in host.run(["ss", "-H", "-ltnu"], timeout=30).text.splitlines():
+    for line in host.ssh.run(["ss", "-H", "-ltnu"], timeout=30).text.splitlines():
         fields = line.split()
         if len(fields) < 5:
             continue
@@ -63,13 +46,13 @@ def published_by_containers(host: DockerHost) -> dict[tuple[str, int], str]:
 
 def available_disk_bytes(host: DockerHost, path: str) -> int:
     """Bytes free on the filesystem holding `path` (df's Avail: without the blocks reserved for root)."""
-    printed = host.run(["df", "-B1", "--output=avail", "--", path], timeout=30).text.split()
+    printed = host.ssh.run(["df", "-B1", "--output=avail", "--", path], timeout=30).text.split()
     return int(printed[-1])
 
 
 def available_memory_bytes(host: DockerHost) -> int:
     """MemAvailable of /proc/meminfo: what can be given to new processes without swapping."""
-    for line in host.run(["cat", "/proc/meminfo"], timeout=30).text.splitlines():
+    for line in host.ssh.run(["cat", "/proc/meminfo"], timeout=30).text.splitlines():
         key, _, value = line.partition(":")
         if key == "MemAvailable":
             return int(value.split()[0]) * 1024
@@ -82,7 +65,7 @@ def resident_bytes(host: DockerHost, pid: int) -> int:
     It counts the pages shared with other processes (libraries) in each of them, so it is a little
     more than what CRIU dumps: an upper bound for the checkpoint's size.
     """
-    table = host.run(["ps", "-e", "-o", "pid=,ppid=,rss="], timeout=30).text
+    table = host.ssh.run(["ps", "-e", "-o", "pid=,ppid=,rss="], timeout=30).text
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for line in table.splitlines():
@@ -99,10 +82,8 @@ def resident_bytes(host: DockerHost, pid: int) -> int:
     return total
 
 
-def criu_check(host: DockerHost) -> CriuCheck:
-    result = host.run(["criu", "check"], check=False, timeout=60)
-    output = (result.stdout + result.stderr).decode(errors="replace").strip()
-    return CriuCheck(result.exit_code, output)
+def kernel_release(host: DockerHost) -> str:
+    return host.ssh.run(["uname", "-r"], timeout=30).text.strip()
 
 
 def architecture(host: DockerHost) -> str:

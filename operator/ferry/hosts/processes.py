@@ -1,4 +1,5 @@
-"""Plain processes on a host: what /proc says about them, and CRIU dump/restore.
+"""Plain processes on a host: what /proc says about them, and killing one (CRIU dumps and restores
+them: ferry.hosts.criu).
 
 Each call takes what runs commands on the host: its SSH session, or a shell kept open there for the
 freeze window.
@@ -86,27 +87,6 @@ def network_namespace(host: Commands, pid: int | None = None) -> str:
     """The network namespace of a process, or of the host's own SSH sessions."""
     path = f"/proc/{int(pid)}/ns/net" if pid is not None else "/proc/self/ns/net"
     return host.run(["readlink", path], timeout=30).text.strip()
-
-
-def criu_dump(host: Commands, pid: int, images: str, *, shell_job: bool) -> None:
-    """Dumps (and ends) a process; CRIU's log goes beside the images, not among them."""
-    argv = ["criu", "dump", "-t", str(int(pid)), "-D", images, "-W", f"{images}.work", "-o", "dump.log"]
-    host.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
-
-
-def criu_restore(host: Commands, images: str, *, shell_job: bool) -> None:
-    argv = [
-        "criu",
-        "restore",
-        "-D",
-        images,
-        "-W",
-        f"{images}.work",
-        "-o",
-        "restore.log",
-        "--restore-detached",
-    ]
-    host.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
 
 
 def stack_address(host: Commands, pid: int) -> str | None:

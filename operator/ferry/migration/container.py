@@ -84,13 +84,13 @@ class ContainerMigration(MigrationSteps):
         if dry_run is not None:
             return dry_run  # it passed, and nothing is made
         for host in (source, target) if self.live else ():
-            host.ensure_criu_options()
+            host.criu.ensure_options()
         if self.state.mechanism is None:
             self.state.mechanism = self._choose_mechanism(info)
         self.state.source_container_id = info["Id"]
         if self.live:
             self.state.fingerprint_pid = int(info["State"]["Pid"])
-            self.state.fingerprint_stack = processes.stack_address(source, self.state.fingerprint_pid)
+            self.state.fingerprint_stack = processes.stack_address(source.ssh, self.state.fingerprint_pid)
         self.ctx.save()
 
         self._check_bind_mounts(info)
@@ -167,7 +167,7 @@ class ContainerMigration(MigrationSteps):
 
     def _check_bind_mounts(self, info: dict[str, Any]) -> None:
         for host_path, container_path in bind_sources(info):
-            if not self.target.path_exists(host_path):
+            if not self.target.files.exists(host_path):
                 raise Problem(
                     "BindMountMissing",
                     f"bind mount {host_path} (at {container_path} in the container) does not exist on "
@@ -178,8 +178,8 @@ class ContainerMigration(MigrationSteps):
         """Both hosts name a shared directory, and a file written on one shows on the other."""
         source_dir, target_dir = self._shared_directories()
         probe = f"ferry-{self.ctx.request.uid}/probe"
-        self.source.write_file(f"{source_dir}/{probe}", self.ctx.request.uid)
-        if self.target.read_file(f"{target_dir}/{probe}") != self.ctx.request.uid:
+        self.source.files.write(f"{source_dir}/{probe}", self.ctx.request.uid)
+        if self.target.files.read(f"{target_dir}/{probe}") != self.ctx.request.uid:
             raise Problem(
                 "NotShared",
                 f"{source_dir} on {self.source.name} and {target_dir} on {self.target.name} are not the same "
@@ -201,9 +201,11 @@ class ContainerMigration(MigrationSteps):
 
     def _copy_volumes_before_the_freeze(self) -> None:
         """The bulk of each named volume moves while the workload runs; the freeze sends what changed."""
-        self._volumes_since = self.source.clock()
+        self._volumes_since = self.source.trees.clock()
         moved = sum(
-            self.source.tree_relay(v.source_dir, self.target, v.target_dir, fresh=False, armed=False).fire()
+            self.source.trees.relay(
+                v.source_dir, self.target.trees, v.target_dir, fresh=False, armed=False
+            ).fire()
             for v in self._volumes()
         )
         self.state.metrics.volume_bytes = moved
@@ -336,29 +338,35 @@ class ContainerMigration(MigrationSteps):
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(
                 pool.map(
-                    lambda c: self.source.copy_local(c[1], f"{source_shared}/{staging}/{c[0]}", fresh=True),
+                    lambda c: self.source.trees.copy_local(
+                        c[1], f"{source_shared}/{staging}/{c[0]}", fresh=True
+                    ),
                     copies,
                 )
             )
             list(
                 pool.map(
-                    lambda c: self.target.copy_local(f"{target_shared}/{staging}/{c[0]}", c[2], fresh=c[3]),
+                    lambda c: self.target.trees.copy_local(
+                        f"{target_shared}/{staging}/{c[0]}", c[2], fresh=c[3]
+                    ),
                     copies,
                 )
             )
-        self.state.metrics.checkpoint_bytes = self.source.directory_bytes(
+        self.state.metrics.checkpoint_bytes = self.source.files.directory_bytes(
             f"{source_shared}/{staging}/checkpoint"
         )
-        self.state.metrics.rootfs_bytes = self.source.directory_bytes(f"{source_shared}/{staging}/rootfs")
+        self.state.metrics.rootfs_bytes = self.source.files.directory_bytes(
+            f"{source_shared}/{staging}/rootfs"
+        )
 
     def _arm_relays(self) -> dict[str, Stream]:
         """Starts the copies (checkpoint, writable layer, what changed in volumes), held until fired."""
         source, target, paths = self.source, self.target, self._paths()
         tag = self.ctx.request.uid
         relays: dict[str, Stream] = {
-            f"volume:{v.name}": source.tree_relay(
+            f"volume:{v.name}": source.trees.relay(
                 v.source_dir,
-                target,
+                target.trees,
                 v.target_dir,
                 fresh=False,
                 armed=True,
@@ -369,12 +377,17 @@ class ContainerMigration(MigrationSteps):
         }
         if self.shared:
             return relays
-        relays["rootfs"] = source.tree_relay(
-            paths.source_upper, target, paths.target_upper, fresh=False, armed=True, tag=tag
+        relays["rootfs"] = source.trees.relay(
+            paths.source_upper, target.trees, paths.target_upper, fresh=False, armed=True, tag=tag
         )
         if self.live:
-            relays["checkpoint"] = source.tree_relay(
-                paths.source_checkpoint, target, paths.target_checkpoint, fresh=True, armed=True, tag=tag
+            relays["checkpoint"] = source.trees.relay(
+                paths.source_checkpoint,
+                target.trees,
+                paths.target_checkpoint,
+                fresh=True,
+                armed=True,
+                tag=tag,
             )
         return relays
 
@@ -402,7 +415,7 @@ class ContainerMigration(MigrationSteps):
             return
         uid = self.ctx.request.uid
         if self.fast and self.state.source_host is not None:
-            self.source.remove_tree(f"{WORK_ROOT}/{uid}")
+            self.source.files.remove_tree(f"{WORK_ROOT}/{uid}")
         if self.state.target_host is not None:
             target = self.target
             if target.peer is not None:
@@ -417,8 +430,8 @@ class ContainerMigration(MigrationSteps):
             source, target = self.source, self.target
             source_id, target_id, name = self._source_id(), self._target_id(), self._checkpoint_name()
             self._transfer_paths = TransferPaths(
-                source_checkpoint=source.checkpoint_dir(source_id, name),
-                target_checkpoint=target.checkpoint_dir(target_id, name),
+                source_checkpoint=source.engine.checkpoint_dir(source_id, name),
+                target_checkpoint=target.engine.checkpoint_dir(target_id, name),
                 source_upper=_upper_dir(source.engine.inspect_container(source_id)),
                 target_upper=_upper_dir(target.engine.inspect_container(target_id)),
             )
@@ -465,7 +478,7 @@ class ContainerMigration(MigrationSteps):
         ports = published_ports(info)
         assert self.state.target_host is not None
         target_address = self.ctx.hosts.spec(self.state.target_host).address
-        self.source.forward_ports(ports, target_address, redirect_tag(self.ctx.request.uid))
+        self.source.netfilter.forward_ports(ports, target_address, redirect_tag(self.ctx.request.uid))
         self.state.redirect = ", ".join(
             f"{self.source.name}:{port}/{proto} -> {target_address}" for proto, port in ports
         )
@@ -481,7 +494,7 @@ class ContainerMigration(MigrationSteps):
         expected = self.state.fingerprint_stack
         if expected is None:
             return
-        found = processes.stack_address(host, int(state["Pid"]))
+        found = processes.stack_address(host.ssh, int(state["Pid"]))
         if found != expected:
             raise Problem(
                 "StartedFromScratch",
@@ -599,7 +612,7 @@ class ContainerMigration(MigrationSteps):
         return steps
 
     def _remove_staging(self) -> None:
-        self.source.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
+        self.source.files.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.ctx.request.uid}")
 
     def _why_the_source_cannot_come_back(self, source_id: str) -> str | None:
         info = self.source.engine.find_container(source_id)

@@ -1,6 +1,6 @@
 """Preflight: everything that can be known before the freeze is checked before it.
 
-Facts are read from both hosts first (ferry.hosts.facts: nothing is changed anywhere); then each
+Facts are read from both hosts first (ferry.hosts.facts, `criu check`: nothing is changed anywhere); then each
 rule judges them and gives a named check, passed or failed, whose message says what to fix. Any
 failed check fails the migration before anything is made on a host, with the first failed check's
 reason (PortTaken, NoDiskSpace, ...) and every failed check's message. The report goes into
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ferry.hosts import facts
+from ferry.hosts.criu import CriuCheck
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.facts import CriuCheck
 from ferry.migration.container_config import BUILTIN_NETWORKS
 from ferry.migration.container_data import published_ports
 from ferry.migration.context import MigrationContext
@@ -105,14 +105,14 @@ def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live
         source_disk=_disk(source),
         target_disk=_disk(target),
         target_memory=facts.available_memory_bytes(target),
-        criu={host.name: facts.criu_check(host) for host in (source, target)} if live else {},
+        criu={host.name: host.criu.check() for host in (source, target)} if live else {},
         networks=networks,
         target_networks=target.engine.network_names() if networks else set(),
     )
 
 
 def _disk(host: DockerHost) -> Disk:
-    path = host.docker_root_dir()
+    path = host.engine.root_dir()
     return Disk(path, facts.available_disk_bytes(host, path))
 
 

@@ -10,6 +10,7 @@ import time
 from functools import partial
 
 from ferry.hosts import processes
+from ferry.hosts.criu import Criu
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.shell import RemoteShell
 from ferry.hosts.ssh import Commands
@@ -40,7 +41,7 @@ class ProcessMigration(MigrationSteps):
     def prepare(self) -> None:
         source, target = self.source, self.target
         pid = self._resolve_pid()
-        info = processes.inspect_process(source, pid)
+        info = processes.inspect_process(source.ssh, pid)
         if info is None:
             raise Problem("ProcessNotFound", f"process {pid} does not exist on host {source.name}")
         if (terminal := info.terminal_fd()) is not None:
@@ -49,33 +50,33 @@ class ProcessMigration(MigrationSteps):
                 f"process {pid} ({info.command}) has a terminal (fd {terminal[0]} -> {terminal[1]}) that "
                 "CRIU cannot restore detached elsewhere; start it without one (setsid, output to a file)",
             )
-        missing = processes.missing_paths(target, [info.executable, *info.open_files()])
+        missing = processes.missing_paths(target.ssh, [info.executable, *info.open_files()])
         if missing:
             raise Problem(
                 "MissingOnTarget",
                 f"{', '.join(missing)} (used by process {pid}) do not exist on {target.name}; "
                 "a restored process needs its executable and open files at the same paths",
             )
-        same_kernel = processes.kernel_id(source) == processes.kernel_id(target)
-        if not same_kernel and processes.is_alive(target, pid):
+        same_kernel = processes.kernel_id(source.ssh) == processes.kernel_id(target.ssh)
+        if not same_kernel and processes.is_alive(target.ssh, pid):
             raise Problem(
                 "PIDTaken", f"PID {pid} is taken on {target.name}; the restored process must keep it"
             )
         for host in (source, target):
-            if host.criu_version() is None:
+            if host.criu.version() is None:
                 raise Problem(
                     "CRIUMissing", f"CRIU is not installed on host {host.name} (criu --version failed)"
                 )
         self.state.fingerprint_pid = pid
-        self.state.fingerprint_stack = processes.stack_address(source, pid)
+        self.state.fingerprint_stack = processes.stack_address(source.ssh, pid)
         self.state.shell_job = info.shell_job
         self.state.checkpoint_name = self.dumped
         for host, images in ((source, self.dumped), (target, self.received)):
-            host.remove_tree(images)
-            host.make_private_directory(images)
-            host.make_private_directory(f"{images}.work")
-        self._relay = source.tree_relay(
-            self.dumped, target, self.received, fresh=True, armed=True, tag=self.ctx.request.uid
+            host.files.remove_tree(images)
+            host.files.make_private_directory(images)
+            host.files.make_private_directory(f"{images}.work")
+        self._relay = source.trees.relay(
+            self.dumped, target.trees, self.received, fresh=True, armed=True, tag=self.ctx.request.uid
         )
         self._shells = {host.name: RemoteShell(host.ssh) for host in (source, target)}
 
@@ -83,7 +84,7 @@ class ProcessMigration(MigrationSteps):
         if self.process.pid is not None:
             return self.process.pid
         assert self.process.name is not None
-        found = processes.pids_named(self.source, self.process.name)
+        found = processes.pids_named(self.source.ssh, self.process.name)
         if len(found) != 1:
             matches = f"{len(found)} processes ({', '.join(map(str, found))})" if found else "no process"
             raise Problem(
@@ -101,7 +102,7 @@ class ProcessMigration(MigrationSteps):
             and processes.stack_address(source, pid) == self.state.fingerprint_stack
         ):
             try:
-                processes.criu_dump(source, pid, self.dumped, shell_job=self._shell_job())
+                Criu(source).dump(pid, self.dumped, shell_job=self._shell_job())
             except HostError as error:
                 # CRIU resumes the process when a dump fails: nothing stays frozen.
                 frozen = not processes.is_alive(source, pid)
@@ -109,8 +110,13 @@ class ProcessMigration(MigrationSteps):
 
     def transfer(self) -> None:
         if self._relay is None:  # resumed after a restart: nothing was armed
-            self._relay = self.source.tree_relay(
-                self.dumped, self.target, self.received, fresh=True, armed=False, tag=self.ctx.request.uid
+            self._relay = self.source.trees.relay(
+                self.dumped,
+                self.target.trees,
+                self.received,
+                fresh=True,
+                armed=False,
+                tag=self.ctx.request.uid,
             )
         # Kept until release(): closing a direct stream withdraws its key, a remote call the freeze
         # window need not pay for.
@@ -141,10 +147,10 @@ class ProcessMigration(MigrationSteps):
     def roll_back(self) -> Outcome:
         """The target is stopped only when the source can come back (it runs, or its images exist)."""
         cause = self.state.message
-        if not self._runs_on(self.source) and not self.source.path_exists(f"{self.dumped}/inventory.img"):
+        if not self._runs_on(self.source) and not self.source.files.exists(f"{self.dumped}/inventory.img"):
             return self._keep_the_target(cause)
         if self.state.restore_requested and self._runs_on(self.target):
-            processes.kill(self.target, self._pid())
+            processes.kill(self.target.ssh, self._pid())
         if not self._runs_on(self.source):
             self._wait_for_pid_release(self.source)
             self._restore_on(self.source, self.dumped)
@@ -155,7 +161,7 @@ class ProcessMigration(MigrationSteps):
         return self.rolled_back(cause, self._remove_images())
 
     def target_cleanup(self) -> None:
-        self.target.remove_tree(self.received)
+        self.target.files.remove_tree(self.received)
 
     def release(self) -> None:
         if self._relay is not None:
@@ -167,7 +173,7 @@ class ProcessMigration(MigrationSteps):
 
     def _restore_on(self, host: DockerHost, images: str) -> None:
         try:
-            processes.criu_restore(self._on(host), images, shell_job=self._shell_job())
+            Criu(self._on(host)).restore(images, shell_job=self._shell_job())
         except HostError as error:
             raise Problem("RestoreFailed", str(error)) from None
 
@@ -188,7 +194,7 @@ class ProcessMigration(MigrationSteps):
 
     def _on(self, host: DockerHost) -> Commands:
         """The shell kept open on the host since before the freeze, else its SSH session."""
-        return self._shells.get(host.name) or host
+        return self._shells.get(host.name) or host.ssh
 
     def _pid(self) -> int:
         assert self.state.fingerprint_pid is not None
@@ -202,7 +208,7 @@ class ProcessMigration(MigrationSteps):
         not_done = []
         for host in (self.target, self.source):
             not_done += self.attempt(
-                f"removing {self.workdir} on {host.name}", partial(host.remove_tree, self.workdir)
+                f"removing {self.workdir} on {host.name}", partial(host.files.remove_tree, self.workdir)
             )
         return not_done
 

@@ -1,0 +1,78 @@
+"""CRIU on one host: its version, `criu check`, the options runc hands it when Docker or the fast path
+checkpoints a container, and the dumps and restores of plain processes.
+
+It runs through what runs commands on the host: its SSH session, or a shell kept open there for the
+freeze window.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ferry.hosts.ssh import Commands
+
+VERSION_LINE = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
+RUNC_CONFIG = "/etc/criu/runc.conf"  # runc hands these options to CRIU; Docker's API cannot
+# A service under load has connections in flight and established at the freeze: dump them as closed
+# (their clients retry) instead of failing the checkpoint ("criu failed: type NOTIFY").
+OPTIONS = ("tcp-close", "skip-in-flight")
+NOT_INSTALLED = 127  # the shell's exit code for a command not on the PATH
+
+
+@dataclass(frozen=True)
+class CriuCheck:
+    """`criu check`: exit 0 when CRIU finds what it needs in the kernel; `output` says what is missing."""
+
+    exit_code: int
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def installed(self) -> bool:
+        return self.exit_code != NOT_INSTALLED
+
+
+class Criu:
+    def __init__(self, commands: Commands) -> None:
+        self._commands = commands
+
+    def version(self) -> str | None:
+        result = self._commands.run(["criu", "--version"], check=False, timeout=30)
+        match = VERSION_LINE.search(result.text)
+        return match.group(1) if result.exit_code == 0 and match else None
+
+    def check(self) -> CriuCheck:
+        result = self._commands.run(["criu", "check"], check=False, timeout=60)
+        output = (result.stdout + result.stderr).decode(errors="replace").strip()
+        return CriuCheck(result.exit_code, output)
+
+    def ensure_options(self) -> None:
+        """Writes OPTIONS into RUNC_CONFIG, each once."""
+        script = (
+            'mkdir -p "${1%/*}" && f=$1 && shift && '
+            'for o; do grep -qx "$o" "$f" 2>/dev/null || echo "$o" >> "$f"; done'
+        )
+        self._commands.run(["sh", "-c", script, "ferry-criu-options", RUNC_CONFIG, *OPTIONS], timeout=30)
+
+    def dump(self, pid: int, images: str, *, shell_job: bool) -> None:
+        """Dumps (and ends) a plain process; CRIU's log goes beside the images, not among them."""
+        argv = ["criu", "dump", "-t", str(int(pid)), "-D", images, "-W", f"{images}.work", "-o", "dump.log"]
+        self._commands.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
+
+    def restore(self, images: str, *, shell_job: bool) -> None:
+        argv = [
+            "criu",
+            "restore",
+            "-D",
+            images,
+            "-W",
+            f"{images}.work",
+            "-o",
+            "restore.log",
+            "--restore-detached",
+        ]
+        self._commands.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
