@@ -11,9 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.lab import Counter, Lab, OperatorProcess, free_port, unique, wait_for
-
-WEB = "mkdir -p /www && echo $PAGE > /www/index.html && httpd -f -p 80 -h /www"
+from tests.e2e.lab import Counter, Lab, OperatorProcess, start_web, unique, wait_for
 
 
 def test_cold_migration_keeps_files_and_drops_memory(lab: Lab, operator: OperatorProcess) -> None:
@@ -69,12 +67,6 @@ class Client:
         thread = threading.Thread(target=self.run, daemon=True)
         thread.start()
         return thread
-
-
-def start_web(lab: Lab) -> tuple[str, int, str]:
-    container, page, port = unique("web"), unique("page"), free_port(lab)
-    lab.run_container("node1", container, WEB, "-e", f"PAGE={page}", "-p", f"{port}:80")
-    return container, port, page
 
 
 def test_web_service_under_load_answers_correctly_after_the_cutover(
