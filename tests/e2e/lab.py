@@ -143,6 +143,10 @@ class Lab:
         )
         return resource
 
+    def patch_host(self, host: str, spec: dict[str, Any]) -> None:
+        """Merge-patches a DockerHost's spec."""
+        self.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", json.dumps({"spec": spec}))
+
     def delete_migration(self, name: str) -> None:
         """A bench's clean-up: waits up to a minute for the Migration to go, and never fails."""
         self.kubectl("delete", "migration", name, "--ignore-not-found", "--timeout=60s", check=False)

@@ -3,7 +3,6 @@ storage, volumes and bind mounts."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.error
@@ -176,9 +175,8 @@ def test_shared_directory_transfer_moves_the_checkpoint_without_streaming(
 ) -> None:
     shared = tmp_path / "shared"  # both lab hosts see one filesystem: a directory every host mounts
     shared.mkdir()
-    patch = json.dumps({"spec": {"sharedDirectory": str(shared)}})
     for host in ("node1", "node2"):
-        lab.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", patch)
+        lab.patch_host(host, {"sharedDirectory": str(shared)})
     try:
         counter, name = Counter(lab), unique("mig-shared")
         lab.migration(name, counter.name, target="node2", transfer="SharedDirectory")
