@@ -1,4 +1,5 @@
-"""Drives the real lab from tests: lab hosts' Docker CLIs, kubectl, and the operator process."""
+"""Drives the real lab for the e2e tests and for hack/bench and hack/bench-web: the lab hosts' Docker
+CLIs, kubectl, the operator process, and the workloads that are moved."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,12 @@ KUBE_CACHE = REPO / ".lab" / "kube-cache"  # discovery of this lab only: a stale
 KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
 MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
+BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
+TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5")  # test-pause annotations, quick takeovers
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 HOSTS = ("node1", "node2")
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
+WEB = "mkdir -p /www && echo $PAGE > /www/index.html && httpd -f -p 80 -h /www"
 
 
 def unique(prefix: str) -> str:
@@ -121,7 +126,11 @@ class Lab:
         wait_for(lambda: self.phase(name) == phase, timeout, f"Migration {name} to reach {phase}")
 
     def wait_until(
-        self, name: str, phases: Iterable[str] = TERMINAL_PHASES, timeout: float = 180
+        self,
+        name: str,
+        phases: Iterable[str] = TERMINAL_PHASES,
+        timeout: float = 180,
+        interval: float = 0.2,
     ) -> dict[str, Any]:
         wanted = set(phases)
         resource: dict[str, Any] = wait_for(
@@ -130,8 +139,17 @@ class Lab:
             ),
             timeout,
             f"Migration {name} to reach {sorted(wanted)}",
+            interval,
         )
         return resource
+
+    def patch_host(self, host: str, spec: dict[str, Any]) -> None:
+        """Merge-patches a DockerHost's spec."""
+        self.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", json.dumps({"spec": spec}))
+
+    def delete_migration(self, name: str) -> None:
+        """A bench's clean-up: waits up to a minute for the Migration to go, and never fails."""
+        self.kubectl("delete", "migration", name, "--ignore-not-found", "--timeout=60s", check=False)
 
 
 def free_port(lab: Lab) -> int:
@@ -143,6 +161,13 @@ def free_port(lab: Lab) -> int:
             return port
 
 
+def start_web(lab: Lab, prefix: str = "web") -> tuple[str, int, str]:
+    """A busybox httpd on node1 serving a page of its own on a free port: (container, port, page)."""
+    container, page, port = unique(prefix), unique("page"), free_port(lab)
+    lab.run_container("node1", container, WEB, "-e", f"PAGE={page}", "-p", f"{port}:80")
+    return container, port, page
+
+
 def report(config: pytest.Config, line: str) -> None:
     """Prints past pytest's output capture, so that a figure shows in CI's log."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -152,7 +177,7 @@ def report(config: pytest.Config, line: str) -> None:
             reporter.write_line(line)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -160,7 +185,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 class Counter:
@@ -206,31 +231,30 @@ class Counter:
 
 
 class OperatorProcess:
-    """One `ferry run` (with test hooks and peering), which tests may kill and start again."""
+    """One `ferry run` with peering (and by default test hooks), which tests may kill and start again."""
 
-    def __init__(self, log_path: Path, priority: int | None = None) -> None:
+    def __init__(
+        self, log_path: Path, priority: int | None = None, options: Sequence[str] = TEST_OPERATOR_OPTIONS
+    ) -> None:
         self.log_path = log_path
         self.priority = priority
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "ferry",
-            "run",
-            "--test-hooks",
-            "--peering",
-            "ferry",
-            "--lease-seconds",
-            "5",
-        ]
+        argv = [sys.executable, "-m", "ferry", "run", "--peering", "ferry", *self.options]
         if self.priority is not None:
             argv += ["--priority", str(self.priority)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, env={**os.environ, "KUBECONFIG": str(KUBECONFIG)}, stdout=log, stderr=subprocess.STDOUT
             )
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the operator has not been started"
+        return self.process.pid
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no status write, no lease release."""
@@ -245,22 +269,121 @@ class OperatorProcess:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
+@contextmanager
+def bench_operator(enabled: bool) -> Iterator[OperatorProcess | None]:
+    """The benches' `--operator`: `ferry run` without test hooks for the duration, if asked."""
+    if not enabled:
+        yield None
+        return
+    operator = OperatorProcess(BENCH_OPERATOR_LOG, priority=50, options=())
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
 class LogFollower:
     """Follows a container's log until the container stops, so its last line is known after it is gone."""
 
-    def __init__(self, host: str, container: str) -> None:
+    def __init__(self, host: str, container: str, *, timestamps: bool = False) -> None:
         self.process = subprocess.Popen(
-            [str(LAB_SCRIPT), "docker", host, "logs", "-f", container],
+            [str(LAB_SCRIPT), "docker", host, "logs", "-f", *(["-t"] if timestamps else []), container],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
 
-    def lines(self, timeout: float = 60) -> list[str]:
+    def output(self, timeout: float = 60) -> str:
         stdout, _ = self.process.communicate(timeout=timeout)
-        return stdout.split()
+        return stdout
+
+    def lines(self, timeout: float = 60) -> list[str]:
+        return self.output(timeout).split()
+
+
+# The seed's helloer-c, printing "<unix time> <n>" to the log file it is given every INTERVAL_US.
+HELLOER = r"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    FILE *log = fopen(argv[1], "a");
+    if (!log) return 1;
+    setvbuf(log, NULL, _IOLBF, 0);
+    for (long i = 0;; i++) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        fprintf(log, "%ld.%06ld %ld\n", (long)now.tv_sec, now.tv_nsec / 1000, i);
+        usleep(INTERVAL_US);
+    }
+}
+"""
+
+
+class Helloer:
+    """The helloer, built in `directory` and started on node1 under a shell that reaps it."""
+
+    def __init__(self, directory: Path, *, interval_ms: int = 100, stdout: int = subprocess.DEVNULL) -> None:
+        self.name = unique("hello")[:15]
+        self.binary = directory / self.name
+        self.log = directory / f"{self.name}.log"
+        source = directory / f"{self.name}.c"
+        source.write_text(HELLOER)
+        subprocess.run(
+            ["gcc", "-O1", f"-DINTERVAL_US={interval_ms * 1000}", "-o", str(self.binary), str(source)],
+            check=True,
+        )
+        self.shell = subprocess.Popen(
+            [
+                str(LAB_SCRIPT),
+                "exec",
+                "node1",
+                "setsid",
+                "sh",
+                "-c",
+                '"$0" "$1" & wait',
+                str(self.binary),
+                str(self.log),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,  # an open file that grows cannot be restored by CRIU
+        )
+        self.pid = wait_for(self._pid, 10, f"{self.name} to start")
+        wait_for(lambda: len(self.numbers()) >= 5, 10, f"{self.name} to count")
+
+    def _pid(self) -> int | None:
+        found = subprocess.run(["pgrep", "-x", self.name], capture_output=True, text=True).stdout.split()
+        return int(found[0]) if len(found) == 1 else None
+
+    def lines(self) -> list[tuple[float, int]]:
+        """(Unix time, number) of each line of its log."""
+        if not self.log.exists():
+            return []
+        return [(float(stamp), int(n)) for stamp, n in map(str.split, self.log.read_text().splitlines())]
+
+    def numbers(self) -> list[int]:
+        return [n for _, n in self.lines()]
+
+    def times(self) -> list[float]:
+        return [stamp for stamp, _ in self.lines()]
+
+    def assert_continuous_and_counting(self) -> None:
+        before = len(self.numbers())
+        wait_for(lambda: len(self.numbers()) > before + 3, 20, f"{self.name} to go on counting")
+        numbers = self.numbers()
+        assert numbers == list(range(len(numbers))), "a number is missing or repeated"
+
+    def network_namespace(self) -> str:
+        return os.readlink(f"/proc/{self.pid}/ns/net")
+
+    def stop(self) -> None:
+        subprocess.run(["kill", "-KILL", str(self.pid)], check=False)
+        self.shell.kill()

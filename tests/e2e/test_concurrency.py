@@ -24,9 +24,7 @@ def test_two_migrations_of_one_container_let_exactly_one_proceed(lab: Lab, opera
 def test_migrations_beyond_a_hosts_limit_queue_instead_of_failing(
     lab: Lab, operator: OperatorProcess
 ) -> None:
-    lab.kubectl(
-        "patch", "dockerhost", "node2", "--type", "merge", "-p", '{"spec":{"maxConcurrentMigrations":1}}'
-    )
+    lab.patch_host("node2", {"maxConcurrentMigrations": 1})
     try:
         counters = [Counter(lab) for _ in range(3)]
         names = [unique("mig-queued") for _ in counters]
@@ -42,9 +40,7 @@ def test_migrations_beyond_a_hosts_limit_queue_instead_of_failing(
         assert queued
         statuses = [lab.wait_until(name, timeout=240)["status"] for name in names]
     finally:
-        lab.kubectl(
-            "patch", "dockerhost", "node2", "--type", "merge", "-p", '{"spec":{"maxConcurrentMigrations":2}}'
-        )
+        lab.patch_host("node2", {"maxConcurrentMigrations": 2})
     assert [status["phase"] for status in statuses] == ["Succeeded"] * 3, statuses
     for counter in counters:
         assert counter.assert_runs_once_and_continuous() == "node2"

@@ -156,16 +156,7 @@ def host_without_fast_path(lab: Lab, host: str) -> Iterator[None]:
     try:
         yield
     finally:
-        fast_path = json.loads(spec)["spec"]["fastPath"]
-        lab.kubectl(
-            "patch",
-            "dockerhost",
-            host,
-            "--type",
-            "merge",
-            "-p",
-            json.dumps({"spec": {"fastPath": fast_path}}),
-        )
+        lab.patch_host(host, {"fastPath": json.loads(spec)["spec"]["fastPath"]})
 
 
 def test_a_dump_that_fails_leaves_the_source_running_with_its_restart_policy(

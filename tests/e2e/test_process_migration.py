@@ -10,68 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import LAB_SCRIPT, Lab, OperatorProcess, unique, wait_for
-
-HELLOER = r"""
-#include <stdio.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    FILE *log = fopen(argv[1], "a");
-    if (!log) return 1;
-    setvbuf(log, NULL, _IOLBF, 0);
-    for (long i = 0;; i++) { fprintf(log, "%ld\n", i); usleep(100000); }
-}
-"""
-
-
-class Helloer:
-    """A counter printing to a log file every 0.1 s, started on node1 under a shell that reaps it."""
-
-    def __init__(self, directory: Path, *, stdout: int = subprocess.DEVNULL) -> None:
-        self.name = unique("hello")[:15]
-        self.binary = directory / self.name
-        self.log = directory / f"{self.name}.log"
-        source = directory / f"{self.name}.c"
-        source.write_text(HELLOER)
-        subprocess.run(["gcc", "-O1", "-o", str(self.binary), str(source)], check=True)
-        self.shell = subprocess.Popen(
-            [
-                str(LAB_SCRIPT),
-                "exec",
-                "node1",
-                "setsid",
-                "sh",
-                "-c",
-                '"$0" "$1" & wait',
-                str(self.binary),
-                str(self.log),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-        )
-        self.pid = wait_for(self._pid, 10, f"{self.name} to start")
-        wait_for(lambda: len(self.numbers()) >= 5, 10, f"{self.name} to count")
-
-    def _pid(self) -> int | None:
-        found = subprocess.run(["pgrep", "-x", self.name], capture_output=True, text=True).stdout.split()
-        return int(found[0]) if len(found) == 1 else None
-
-    def numbers(self) -> list[int]:
-        return [int(n) for n in self.log.read_text().split()] if self.log.exists() else []
-
-    def assert_continuous_and_counting(self) -> None:
-        before = len(self.numbers())
-        wait_for(lambda: len(self.numbers()) > before + 3, 20, f"{self.name} to go on counting")
-        numbers = self.numbers()
-        assert numbers == list(range(len(numbers))), "a number is missing or repeated"
-
-    def network_namespace(self) -> str:
-        return os.readlink(f"/proc/{self.pid}/ns/net")
-
-    def stop(self) -> None:
-        subprocess.run(["kill", "-KILL", str(self.pid)], check=False)
-        self.shell.kill()
+from tests.e2e.lab import Helloer, Lab, OperatorProcess, unique
 
 
 @pytest.fixture

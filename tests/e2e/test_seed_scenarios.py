@@ -3,7 +3,6 @@ storage, volumes and bind mounts."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.error
@@ -11,9 +10,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.lab import Counter, Lab, OperatorProcess, free_port, unique, wait_for
-
-WEB = "mkdir -p /www && echo $PAGE > /www/index.html && httpd -f -p 80 -h /www"
+from tests.e2e.lab import Counter, Lab, OperatorProcess, start_web, unique, wait_for
 
 
 def test_cold_migration_keeps_files_and_drops_memory(lab: Lab, operator: OperatorProcess) -> None:
@@ -69,12 +66,6 @@ class Client:
         thread = threading.Thread(target=self.run, daemon=True)
         thread.start()
         return thread
-
-
-def start_web(lab: Lab) -> tuple[str, int, str]:
-    container, page, port = unique("web"), unique("page"), free_port(lab)
-    lab.run_container("node1", container, WEB, "-e", f"PAGE={page}", "-p", f"{port}:80")
-    return container, port, page
 
 
 def test_web_service_under_load_answers_correctly_after_the_cutover(
@@ -184,9 +175,8 @@ def test_shared_directory_transfer_moves_the_checkpoint_without_streaming(
 ) -> None:
     shared = tmp_path / "shared"  # both lab hosts see one filesystem: a directory every host mounts
     shared.mkdir()
-    patch = json.dumps({"spec": {"sharedDirectory": str(shared)}})
     for host in ("node1", "node2"):
-        lab.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", patch)
+        lab.patch_host(host, {"sharedDirectory": str(shared)})
     try:
         counter, name = Counter(lab), unique("mig-shared")
         lab.migration(name, counter.name, target="node2", transfer="SharedDirectory")
