@@ -1,0 +1,218 @@
+"""What of a container moves as files: its writable layer, its local volumes, and the checkpoint's
+images, streamed host to host or passed through a shared directory.
+
+Volumes move in bulk while the workload runs; at the freeze only what changed since goes. The
+streams of the freeze are started (armed) before it, so that the freeze pays only for the bytes.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ferry.api import Transfer
+from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.streams import Stream
+from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
+from ferry.migration.context import MigrationContext
+from ferry.migration.errors import Problem
+from ferry.migration.state import Metrics
+
+
+@dataclass(frozen=True)
+class TransferPaths:
+    source_checkpoint: str
+    target_checkpoint: str
+    source_upper: str
+    target_upper: str
+
+
+class ContainerFiles:
+    def __init__(self, ctx: MigrationContext, source: DockerHost, target: DockerHost, *, live: bool) -> None:
+        self.ctx = ctx
+        self.source = source
+        self.target = target
+        self.live = live
+        self.shared = ctx.request.spec.transfer is Transfer.SHARED_DIRECTORY
+        self._paths: TransferPaths | None = None
+        self._volume_copies: list[VolumeCopy] | None = None
+        self._volumes_since: str | None = None  # after a restart: every volume is sent whole
+        self._relays: dict[str, Stream] | None = None
+
+    @property
+    def uid(self) -> str:
+        return self.ctx.request.uid
+
+    # -- before anything is made
+
+    def check(self, info: dict[str, Any]) -> None:
+        """Every bind mount exists on the target; a shared directory is really shared."""
+        for host_path, container_path in bind_sources(info):
+            if not self.target.files.exists(host_path):
+                raise Problem(
+                    "BindMountMissing",
+                    f"bind mount {host_path} (at {container_path} in the container) does not exist on "
+                    f"{self.target.name}; create it there first",
+                )
+        if self.shared:
+            self._check_shared_directory()
+
+    def _check_shared_directory(self) -> None:
+        """Both hosts name a shared directory, and a file written on one shows on the other."""
+        source_dir, target_dir = self._shared_directories()
+        probe = f"ferry-{self.uid}/probe"
+        self.source.files.write(f"{source_dir}/{probe}", self.uid)
+        if self.target.files.read(f"{target_dir}/{probe}") != self.uid:
+            raise Problem(
+                "NotShared",
+                f"{source_dir} on {self.source.name} and {target_dir} on {self.target.name} are not the same "
+                "directory (a file written on one is not on the other)",
+            )
+
+    def _shared_directories(self) -> tuple[str, str]:
+        found = [self.ctx.hosts.spec(host.name).shared_directory for host in (self.source, self.target)]
+        if found[0] is None or found[1] is None:
+            raise Problem(
+                "NoSharedDirectory",
+                "transfer: SharedDirectory needs spec.sharedDirectory on both DockerHosts",
+            )
+        return found[0], found[1]
+
+    # -- before the freeze, once both containers exist
+
+    def paths(self) -> TransferPaths:
+        """Where the checkpoint and writable layers live on both hosts; looked up before the freeze."""
+        if self._paths is None:
+            state = self.ctx.state
+            assert state.source_container_id and state.target_container_id and state.checkpoint_name
+            source_id, target_id = state.source_container_id, state.target_container_id
+            self._paths = TransferPaths(
+                source_checkpoint=self.source.engine.checkpoint_dir(source_id, state.checkpoint_name),
+                target_checkpoint=self.target.engine.checkpoint_dir(target_id, state.checkpoint_name),
+                source_upper=_upper_dir(self.source.engine.inspect_container(source_id)),
+                target_upper=_upper_dir(self.target.engine.inspect_container(target_id)),
+            )
+        return self._paths
+
+    def copy_volumes_before_the_freeze(self, metrics: Metrics) -> None:
+        """The bulk of each local volume moves while the workload runs; the freeze sends what changed."""
+        self._volumes_since = self.source.trees.clock()
+        metrics.volume_bytes = sum(
+            self.source.trees.relay(
+                v.source_dir, self.target.trees, v.target_dir, fresh=False, armed=False
+            ).fire()
+            for v in self._volumes()
+        )
+
+    def arm(self) -> None:
+        """Starts the copies of the freeze (checkpoint, writable layer, what changed in volumes),
+        held until fired."""
+        self._relays = self._armed_relays()
+
+    def _volumes(self) -> list[VolumeCopy]:
+        if self._volume_copies is None:
+            state = self.ctx.state
+            assert state.source_container_id and state.target_container_id
+            source_info = self.source.engine.inspect_container(state.source_container_id)
+            target_info = self.target.engine.inspect_container(state.target_container_id)
+            self._volume_copies = local_volumes(source_info, target_info)
+        return self._volume_copies
+
+    def _armed_relays(self) -> dict[str, Stream]:
+        source, target, paths = self.source, self.target, self.paths()
+        relays: dict[str, Stream] = {
+            f"volume:{v.name}": source.trees.relay(
+                v.source_dir,
+                target.trees,
+                v.target_dir,
+                fresh=False,
+                armed=True,
+                changed_since=self._volumes_since,
+                tag=self.uid,
+            )
+            for v in self._volumes()
+        }
+        if self.shared:
+            return relays
+        relays["rootfs"] = source.trees.relay(
+            paths.source_upper, target.trees, paths.target_upper, fresh=False, armed=True, tag=self.uid
+        )
+        if self.live:
+            relays["checkpoint"] = source.trees.relay(
+                paths.source_checkpoint,
+                target.trees,
+                paths.target_checkpoint,
+                fresh=True,
+                armed=True,
+                tag=self.uid,
+            )
+        return relays
+
+    # -- in the freeze
+
+    def transfer(self, metrics: Metrics) -> None:
+        """Fires the armed copies (arming them first after a restart) and counts what each moved."""
+        relays = self._relays or self._armed_relays()
+        self._relays = None
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            moved = {kind: pool.submit(relay.fire) for kind, relay in relays.items()}
+            if self.shared:
+                self._transfer_through_shared_directory(metrics)
+            for kind, future in moved.items():
+                if kind == "rootfs":
+                    metrics.rootfs_bytes = future.result()
+                elif kind == "checkpoint":
+                    metrics.checkpoint_bytes = future.result()
+                else:
+                    metrics.volume_bytes = (metrics.volume_bytes or 0) + future.result()
+
+    def _transfer_through_shared_directory(self, metrics: Metrics) -> None:
+        """The source writes the checkpoint and writable layer into the shared directory; the target
+        reads them from there: no byte crosses the operator."""
+        paths, (source_shared, target_shared) = self.paths(), self._shared_directories()
+        staging = f"ferry-{self.uid}"
+        copies = (
+            ("checkpoint", paths.source_checkpoint, paths.target_checkpoint, True),
+            ("rootfs", paths.source_upper, paths.target_upper, False),
+        )
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(
+                pool.map(
+                    lambda c: self.source.trees.copy_local(
+                        c[1], f"{source_shared}/{staging}/{c[0]}", fresh=True
+                    ),
+                    copies,
+                )
+            )
+            list(
+                pool.map(
+                    lambda c: self.target.trees.copy_local(
+                        f"{target_shared}/{staging}/{c[0]}", c[2], fresh=c[3]
+                    ),
+                    copies,
+                )
+            )
+        metrics.checkpoint_bytes = self.source.files.directory_bytes(f"{source_shared}/{staging}/checkpoint")
+        metrics.rootfs_bytes = self.source.files.directory_bytes(f"{source_shared}/{staging}/rootfs")
+
+    # -- after
+
+    def remove_staging(self) -> None:
+        self.source.files.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.uid}")
+
+    def release(self) -> None:
+        """Closes streams armed for a transfer that will not happen."""
+        for relay in (self._relays or {}).values():
+            relay.close()
+        self._relays = None
+
+
+def _upper_dir(info: dict[str, Any]) -> str:
+    driver = info.get("GraphDriver", {})
+    upper = driver.get("Data", {}).get("UpperDir")
+    if driver.get("Name") != "overlay2" or not upper:
+        raise Problem(
+            "UnsupportedStorage", f"storage driver {driver.get('Name')} is not supported (overlay2 only)"
+        )
+    return str(upper)
