@@ -105,7 +105,7 @@ def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> 
         frozen_at=moment,
         completion_time=moment,
         transitions=[(Phase.PENDING, moment), (Phase.PREPARING, moment)],
-        metrics=Metrics(**{attr: 1 for attr in Metrics.FIELDS}),
+        metrics=Metrics(**{name: 1 for name in Metrics.model_fields}),
     )
     state.wait_for("cannot reach node1")
 
