@@ -112,9 +112,9 @@ Transition = Annotated[
 
 
 class StatusPart(BaseModel):
-    """A part of a Migration's status. A field is written under its name in camelCase unless it says
-    otherwise, and left out while None. An unknown field is an error in code, but an unknown key in a
-    status read back is ignored: another version of the operator may have written it."""
+    """A part of a Migration's status: a field is the key of its name in camelCase unless it says
+    otherwise (`to_status` leaves out those that are None). An unknown field is an error in code, but
+    an unknown key in a status read back is ignored: another version of the operator may have written it."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
