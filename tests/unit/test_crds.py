@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from ferry.migration import preflight
 from ferry.migration.phases import Phase
@@ -79,7 +80,9 @@ def test_the_walk_finds_a_nested_property_without_a_description() -> None:
     assert undescribed(node, "") == [".a[].b"]
 
 
-def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> None:
+def status_with_every_field() -> dict[str, Any]:
+    """The status of a migration that has set every field, every key of preflight and of the
+    restart policy, and waits on a rollback: all that the operator may write."""
     moment = datetime(2024, 5, 1, tzinfo=UTC)
     facts = preflight_facts()
     state = MigrationState(
@@ -106,10 +109,54 @@ def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> 
         frozen_at=moment,
         completion_time=moment,
         transitions=[(Phase.PENDING, moment), (Phase.PREPARING, moment)],
-        metrics=Metrics(**{attr: 1 for attr in Metrics.FIELDS}),
+        metrics=Metrics(**{name: 1 for name in Metrics.model_fields}),
     )
     state.wait_for("cannot reach node1")
+    return state.to_status(generation=1)
 
-    status = state.to_status(generation=1)
+
+def key_paths(value: Any, path: str) -> set[str]:
+    """The paths of the keys in `value`, nested (a list: the keys of any of its items)."""
+    if isinstance(value, list):
+        return set().union(*(key_paths(item, f"{path}[]") for item in value))
+    paths = set()
+    if isinstance(value, dict):
+        for key, child in value.items():
+            paths |= {f"{path}.{key}", *key_paths(child, f"{path}.{key}")}
+    return paths
+
+
+def declared_paths(node: dict[str, Any], path: str) -> set[str]:
+    """The paths of the properties the schema `node` declares, nested (and in array items)."""
+    paths = set()
+    for name, child in node.get("properties", {}).items():
+        paths |= {f"{path}.{name}", *declared_paths(child, f"{path}.{name}")}
+    if "items" in node:
+        paths |= declared_paths(node["items"], f"{path}[]")
+    return paths
+
+
+def test_every_status_field_the_operator_writes_is_in_the_migration_schema() -> None:
+    status = status_with_every_field()
 
     assert undeclared(status, schema(FERRY_CRDS[0])["properties"]["status"], "status") == []
+
+
+def test_the_migration_schema_declares_exactly_the_status_fields_the_operator_writes() -> None:
+    """The schema and the model cannot drift apart: the server drops a field the schema lacks, and
+    a field the operator no longer writes would stay documented."""
+    status_schema = schema(FERRY_CRDS[0])["properties"]["status"]
+
+    assert declared_paths(status_schema, "status") == key_paths(status_with_every_field(), "status")
+
+
+def test_the_status_with_every_field_has_every_key_the_models_write() -> None:
+    """So a field added to a model is in `status_with_every_field`, which the tests above check."""
+    status = status_with_every_field()
+
+    assert written_keys(MigrationState) - set(status) == set()
+    assert written_keys(Metrics) - set(status["metrics"]) == set()
+
+
+def written_keys(model: type[BaseModel]) -> set[str]:
+    return set(model.model_json_schema(mode="serialization", by_alias=True)["properties"])

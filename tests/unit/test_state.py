@@ -383,6 +383,31 @@ def test_empty_status_reads_as_a_new_pending_migration() -> None:
     assert MigrationState.from_status({}) == MigrationState()
 
 
+def test_keys_a_status_does_not_know_are_ignored_when_it_is_read_back() -> None:
+    """Another version of the operator may have written them, or a tenant who may patch the status."""
+    status = full_state().to_status(generation=3)
+    status.update({"futureField": {"x": 1}, "source_host": "forged", "reason": "Forged", "waitingSince": "?"})
+    status["metrics"]["futureMs"] = 5
+    status["fingerprint"]["futureKey"] = True
+
+    assert MigrationState.from_status(status) == full_state()
+
+
+def test_restore_requested_is_written_only_once_true() -> None:
+    assert "restoreRequested" not in MigrationState().to_status()
+    assert MigrationState(restore_requested=True).to_status()["restoreRequested"] is True
+
+
+def test_a_fingerprint_is_written_with_its_stack_address_even_when_none_was_found() -> None:
+    fingerprint = MigrationState(fingerprint_pid=42, shell_job=True).to_status()["fingerprint"]
+
+    assert fingerprint == {"pid": 42, "stackAddress": None, "shellJob": True}
+
+
+def test_an_empty_time_in_a_status_reads_as_no_time() -> None:
+    assert MigrationState.from_status({"startTime": "", "frozenAt": ""}) == MigrationState()
+
+
 # -- the Succeeded condition
 
 

@@ -1,4 +1,4 @@
-"""The phase machine of a Migration and the state it keeps in the resource's status.
+"""The state a Migration keeps in its status, and the moves of the phase machine (ferry.migration.phases).
 
 The status is the migration's only memory: every step records what it did before moving on, so an
 operator that restarts reads it back and resumes (or rolls back) from the real phase.
@@ -6,9 +6,11 @@ operator that restarts reads it back and resumes (or rolls back) from the real p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any
+
+from pydantic import AliasPath, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, computed_field
+from pydantic.alias_generators import to_camel
 
 from ferry.migration.phases import TRANSITIONS, Phase
 
@@ -42,8 +44,44 @@ def format_duration(ms: int) -> str:
     return f"{minutes}m{seconds}s"
 
 
-@dataclass
-class Metrics:
+def _read_time(value: Any) -> Any:
+    """A time as the status writes it, or a datetime as it is; an empty text is no time."""
+    if isinstance(value, str):
+        return parse_timestamp(value) if value else None
+    return value
+
+
+def _read_transition(entry: Any) -> Any:
+    """An entry of status.phaseTransitions, or a (phase, datetime) as it is."""
+    return (entry["phase"], parse_timestamp(entry["time"])) if isinstance(entry, dict) else entry
+
+
+def _write_transition(transition: tuple[Phase, datetime]) -> dict[str, str]:
+    phase, moment = transition
+    return {"phase": phase.value, "time": timestamp(moment)}
+
+
+# A time of the status, to the millisecond (2026-01-02T03:04:05.678Z); None while unset.
+StatusTime = Annotated[Annotated[datetime, PlainSerializer(timestamp)] | None, BeforeValidator(_read_time)]
+# (phase, when it was entered) in memory; {"phase": ..., "time": ...} in status.phaseTransitions.
+Transition = Annotated[
+    tuple[Phase, datetime], BeforeValidator(_read_transition), PlainSerializer(_write_transition)
+]
+
+
+class StatusPart(BaseModel):
+    """A part of a Migration's status: a field is the key of its name in camelCase unless it says
+    otherwise (`to_status` leaves out those that are None). An unknown field is an error in code, but
+    an unknown key in a status read back is ignored: another version of the operator may have written it."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
+    )
+
+
+class Metrics(StatusPart):
+    """status.metrics: how long each step took and how much it moved (None: not measured)."""
+
     downtime_ms: int | None = None
     checkpoint_ms: int | None = None
     transfer_ms: int | None = None
@@ -57,60 +95,45 @@ class Metrics:
     image_bytes: int | None = None
     total_ms: int | None = None
 
-    FIELDS: ClassVar[dict[str, str]] = {
-        "downtime_ms": "downtimeMs",
-        "checkpoint_ms": "checkpointMs",
-        "transfer_ms": "transferMs",
-        "restore_ms": "restoreMs",
-        "image_transfer_ms": "imageTransferMs",
-        "prepare_ms": "prepareMs",
-        "verify_ms": "verifyMs",
-        "checkpoint_bytes": "checkpointBytes",
-        "rootfs_bytes": "rootfsBytes",
-        "volume_bytes": "volumeBytes",
-        "image_bytes": "imageBytes",
-        "total_ms": "totalMs",
-    }
 
-    def to_status(self) -> dict[str, int]:
-        return {key: value for attr, key in self.FIELDS.items() if (value := getattr(self, attr)) is not None}
-
-    @classmethod
-    def from_status(cls, status: dict[str, Any]) -> Metrics:
-        return cls(**{attr: status[key] for attr, key in cls.FIELDS.items() if key in status})
+def _in_fingerprint(key: str) -> Any:
+    """A field kept flat in memory and read from status.fingerprint (see `MigrationState.fingerprint`)."""
+    return Field(None, validation_alias=AliasPath("fingerprint", key), exclude=True)
 
 
-@dataclass
-class MigrationState:
+class MigrationState(StatusPart):
     """What the status says about one migration, read back on every resume."""
 
     phase: Phase = Phase.PENDING
     message: str = ""
-    reason: str = ""
+    reason: str = Field("", exclude=True)  # the reason of the status's Succeeded condition
     workload: str = ""
     source_host: str | None = None
     target_host: str | None = None
-    source_container_id: str | None = None
-    target_container_id: str | None = None
+    source_container_id: str | None = Field(None, alias="sourceContainerID")
+    target_container_id: str | None = Field(None, alias="targetContainerID")
     checkpoint_name: str | None = None
     transfer: str | None = None
-    fingerprint_pid: int | None = None
-    fingerprint_stack: str | None = None
-    shell_job: bool | None = None  # a process outside its own session: CRIU needs --shell-job
+    fingerprint_pid: int | None = _in_fingerprint("pid")
+    fingerprint_stack: str | None = _in_fingerprint("stackAddress")
+    # a process outside its own session: CRIU needs --shell-job
+    shell_job: bool | None = _in_fingerprint("shellJob")
     redirect: str | None = None  # the forwarding the source host does for clients of the old address
-    restore_requested: bool = False  # the target may have been started: rollback must make sure it is not
-    waiting: str = ""  # what a rollback waits for (which host, which error); a condition in the status
-    waiting_since: datetime | None = None
+    # the target may have been started: rollback must make sure it is not (written only when True)
+    restore_requested: bool = Field(False, exclude_if=lambda requested: not requested)
+    # what a rollback waits for (which host, which error); the RollbackWaiting condition in the status
+    waiting: str = Field("", exclude=True)
+    waiting_since: StatusTime = Field(None, exclude=True)
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
     operator_version: str | None = None  # of the operator that drove it last
     preflight: dict[str, Any] | None = None  # the checks before the freeze, as status.preflight shows them
     source_was_running: bool | None = None  # False: a stopped container, moved stopped (Cold)
-    start_time: datetime | None = None
-    frozen_at: datetime | None = None
-    completion_time: datetime | None = None
-    transitions: list[tuple[Phase, datetime]] = field(default_factory=list)
-    metrics: Metrics = field(default_factory=Metrics)
+    start_time: StatusTime = None
+    frozen_at: StatusTime = None
+    completion_time: StatusTime = None
+    transitions: list[Transition] = Field(default_factory=list, alias="phaseTransitions")
+    metrics: Metrics = Field(default_factory=Metrics)
 
     def start(self, message: str) -> None:
         """A new Migration, just seen by the operator: Pending from now on, saying what comes next."""
@@ -150,46 +173,35 @@ class MigrationState:
             if self.start_time is not None:
                 self.metrics.total_ms = milliseconds(self.start_time, moment)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        """status.fingerprint: what tells the workload's process from another with the same PID."""
+        if self.fingerprint_pid is None:
+            return None
+        found: dict[str, Any] = {"pid": self.fingerprint_pid, "stackAddress": self.fingerprint_stack}
+        if self.shell_job is not None:
+            found["shellJob"] = self.shell_job
+        return found
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def downtime(self) -> str | None:
+        """status.downtime, for people (`kubectl get`): the freeze window, once measured."""
+        downtime_ms = self.metrics.downtime_ms
+        return format_duration(downtime_ms) if downtime_ms is not None else None
+
     def to_status(self, generation: int | None = None) -> dict[str, Any]:
-        status: dict[str, Any] = {
-            "phase": self.phase.value,
-            "message": self.message,
-            "workload": self.workload,
-            "sourceHost": self.source_host,
-            "targetHost": self.target_host,
-            "sourceContainerID": self.source_container_id,
-            "targetContainerID": self.target_container_id,
-            "checkpointName": self.checkpoint_name,
-            "transfer": self.transfer,
-            "restoreRequested": self.restore_requested or None,
-            "mechanism": self.mechanism,
-            "restartPolicy": self.restart_policy,
-            "redirect": self.redirect,
-            "startTime": _optional_timestamp(self.start_time),
-            "frozenAt": _optional_timestamp(self.frozen_at),
-            "completionTime": _optional_timestamp(self.completion_time),
-            "phaseTransitions": [
-                {"phase": phase.value, "time": timestamp(t)} for phase, t in self.transitions
-            ],
-            "metrics": self.metrics.to_status(),
-            "downtime": format_duration(self.metrics.downtime_ms)
-            if self.metrics.downtime_ms is not None
-            else None,
-            "conditions": [
-                self.succeeded_condition(generation),
-                *self.ending_conditions(generation),
-                *self._waiting_condition(),
-            ],
-            "observedGeneration": generation,
-            "operatorVersion": self.operator_version,
-            "preflight": self.preflight,
-            "sourceWasRunning": self.source_was_running,
-        }
-        if self.fingerprint_pid is not None:
-            status["fingerprint"] = {"pid": self.fingerprint_pid, "stackAddress": self.fingerprint_stack}
-            if self.shell_job is not None:
-                status["fingerprint"]["shellJob"] = self.shell_job
-        return {key: value for key, value in status.items() if value is not None}
+        """The status to write: the fields under their keys, and conditions that follow the phase."""
+        status = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        status["conditions"] = [
+            self.succeeded_condition(generation),
+            *self.ending_conditions(generation),
+            *self._waiting_condition(),
+        ]
+        if generation is not None:
+            status["observedGeneration"] = generation
+        return status
 
     def succeeded_condition(self, generation: int | None) -> dict[str, Any]:
         """A `Succeeded` condition for `kubectl wait --for=condition=Succeeded`: Unknown until the end."""
@@ -244,50 +256,16 @@ class MigrationState:
 
     @classmethod
     def from_status(cls, status: dict[str, Any]) -> MigrationState:
-        fingerprint = status.get("fingerprint") or {}
-        condition = _condition(status, "Succeeded")
+        """The state a status says, whatever else it holds; what it keeps only in its conditions
+        (the reason, what a rollback waits for) is read back from them."""
         waiting = _condition(status, WAITING)
-        return cls(
-            phase=Phase(status.get("phase", Phase.PENDING.value)),
-            message=status.get("message", ""),
-            reason=condition.get("reason", ""),
-            workload=status.get("workload", ""),
-            source_host=status.get("sourceHost"),
-            target_host=status.get("targetHost"),
-            source_container_id=status.get("sourceContainerID"),
-            target_container_id=status.get("targetContainerID"),
-            checkpoint_name=status.get("checkpointName"),
-            transfer=status.get("transfer"),
-            restore_requested=bool(status.get("restoreRequested", False)),
-            mechanism=status.get("mechanism"),
-            restart_policy=status.get("restartPolicy"),
-            operator_version=status.get("operatorVersion"),
-            preflight=status.get("preflight"),
-            source_was_running=status.get("sourceWasRunning"),
-            redirect=status.get("redirect"),
-            fingerprint_pid=fingerprint.get("pid"),
-            fingerprint_stack=fingerprint.get("stackAddress"),
-            shell_job=fingerprint.get("shellJob"),
-            start_time=_optional_datetime(status.get("startTime")),
-            frozen_at=_optional_datetime(status.get("frozenAt")),
-            completion_time=_optional_datetime(status.get("completionTime")),
-            transitions=[
-                (Phase(entry["phase"]), parse_timestamp(entry["time"]))
-                for entry in status.get("phaseTransitions", [])
-            ],
-            metrics=Metrics.from_status(status.get("metrics", {})),
-            waiting=waiting.get("message", ""),
-            waiting_since=_optional_datetime(waiting.get("lastTransitionTime")),
-        )
+        kept_in_conditions = {
+            "reason": _condition(status, "Succeeded").get("reason", ""),
+            "waiting": waiting.get("message", ""),
+            "waitingSince": waiting.get("lastTransitionTime"),
+        }
+        return cls.model_validate({**status, **kept_in_conditions}, by_name=False, extra="ignore")
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c.get("type") == kind), {})
-
-
-def _optional_timestamp(moment: datetime | None) -> str | None:
-    return timestamp(moment) if moment is not None else None
-
-
-def _optional_datetime(text: str | None) -> datetime | None:
-    return parse_timestamp(text) if text else None
