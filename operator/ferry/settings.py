@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ferry.lease import OPERATOR_NAMESPACE
 
@@ -26,17 +26,10 @@ class Settings:
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> Settings:
-        return cls(
-            namespaces=() if args.all_namespaces else tuple(args.namespace or ()),
-            operator_namespace=args.operator_namespace,
-            lease_seconds=args.lease_seconds,
-            peering=args.peering,
-            priority=args.priority,
-            liveness=args.liveness,
-            metrics_port=args.metrics_port,
-            test_hooks=args.test_hooks,
-            verbose=args.verbose,
-        )
+        """`ferry run`'s options: each one of the same name as a field, and -n/-A as `namespaces`."""
+        named = {f.name for f in fields(cls)} & set(vars(args))
+        namespaces = () if args.all_namespaces else tuple(args.namespace or ())
+        return cls(namespaces=namespaces, **{name: getattr(args, name) for name in named})
 
 
 DEFAULTS = Settings()

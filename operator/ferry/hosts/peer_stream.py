@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ferry.hosts.ssh import CommandFailed, SSHSession
-from ferry.hosts.streams import TransferFailed, exit_status, wait_until_ready
+from ferry.hosts.streams import ArmedCommand, Pipe, TransferFailed
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +119,19 @@ class PeerStream:
 
     def __init__(
         self,
-        source: SSHSession,
-        producer: Sequence[str],
-        target: SSHSession,
-        consumer: Sequence[str],
+        pipe: Pipe,
         peer: PeerEndpoint,
         source_address: str | None,
         tag: str,
         *,
         compress_sample: str | None = None,
     ) -> None:
-        self.source, self.target = source, target
-        self.producer, self.consumer = list(producer), list(consumer)
+        self.pipe = pipe
+        source, target = pipe.source, pipe.target
         self.peer = peer
         self.comment = f"ferry:{tag}:{uuid.uuid4().hex[:8]}"
         private, public = new_key(self.comment)
-        forced = [*RECEIVE, *consumer]
+        forced = [*RECEIVE, *pipe.consumer]
         line = authorized_line(public, forced, source_address, datetime.now(UTC) + KEY_LIFETIME)
         authorize = 'umask 077 && install -d -m 0700 -- "${1%/*}" && flock "$1" sh -c \'cat >> "$1"\' - "$1"'
         target.run(
@@ -147,7 +144,8 @@ class PeerStream:
         source.run(
             ["sh", "-c", write, "ferry-key", key_file, f"{key_file}.known", known], input=private.encode()
         )
-        self._channel = source.open(
+        self._sender = ArmedCommand(
+            source,
             [
                 "sh",
                 "-c",
@@ -158,43 +156,32 @@ class PeerStream:
                 str(peer.port),
                 f"{peer.user}@{peer.address}",
                 compress_sample or "",
-                *self.producer,
+                *pipe.producer,
             ],
-            timeout=900,
+            label=f"{source.name} (to {target.name})",
         )
-        wait_until_ready(self._channel, f"{source.name} (to {target.name})")
-        self._channel.settimeout(900)
 
     def fire(self) -> int:
         """Streams everything; returns the number of bytes the producer's tar reported, else 0."""
-        channel = self._channel
         try:
-            channel.sendall(b"go\n")
-            channel.shutdown_write()
-            channel.makefile("rb").read()
-            stderr = channel.makefile_stderr("rb").read()
-            status = exit_status(channel, 900)
+            ended = self._sender.fire()
         except (OSError, EOFError, TimeoutError) as error:
             broke = error or type(error).__name__
+            raise TransferFailed(f"stream from {self.pipe} broke: {broke}") from None
+        if ended.status != 0:
+            detail = ended.stderr.decode(errors="replace").strip().splitlines()
             raise TransferFailed(
-                f"stream from {self.source.name} to {self.target.name} broke: {broke}"
-            ) from None
-        finally:
-            channel.close()
-        if status != 0:
-            detail = stderr.decode(errors="replace").strip().splitlines()
-            raise TransferFailed(
-                f"stream from {self.source.name} to {self.target.name} failed (exit {status}): "
+                f"stream from {self.pipe} failed (exit {ended.status}): "
                 f"{detail[-1] if detail else 'no error output'}"
             )
-        total = TOTAL.search(stderr)
+        total = TOTAL.search(ended.stderr)
         return int(total.group(1)) if total else 0
 
     def close(self) -> None:
         """Ends the sender and withdraws the key from the target (after the freeze window: it costs
         a remote command, and the key is restricted and expires anyway)."""
-        self._channel.close()
-        revoke_keys(self.target, self.peer.authorized_keys, self.comment)
+        self._sender.close()
+        revoke_keys(self.pipe.target, self.peer.authorized_keys, self.comment)
 
 
 def revoke_keys(target: SSHSession, authorized_keys: str, comment: str) -> None:

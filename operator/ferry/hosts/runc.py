@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +20,7 @@ from typing import Any
 
 from ferry.hosts.docker_engine import DockerEngine
 from ferry.hosts.ssh import CommandFailed, SSHSession
-from ferry.hosts.streams import wait_until_ready
+from ferry.hosts.streams import ArmedCommand
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +163,12 @@ class RuncHost:
         script = 'rm -rf -- "$2" && install -d -m 0700 -- "$1" "$2"'
         self.ssh.run(["sh", "-c", script, "ferry-prepare-dump", work, images], timeout=30)
 
-    def armed_checkpoint(self, root: str, container_id: str, images: str, work: str) -> ArmedCommand:
-        return ArmedCommand(
-            self.ssh, ["sh", "-c", CHECKPOINT_SCRIPT, "ferry-checkpoint", root, container_id, images, work]
+    def armed_checkpoint(self, root: str, container_id: str, images: str, work: str) -> ArmedDump:
+        return ArmedDump(
+            ArmedCommand(
+                self.ssh,
+                ["sh", "-c", CHECKPOINT_SCRIPT, "ferry-checkpoint", root, container_id, images, work],
+            )
         )
 
     def dump_state(self, work: str) -> str:
@@ -197,33 +199,22 @@ class RuncHost:
         return found.text.strip()
 
 
-class ArmedCommand:
-    """A remote command started before the freeze that waits for "go" on its stdin."""
+class ArmedDump:
+    """runc's checkpoint of one container, started before the freeze, dumping when fired."""
 
-    def __init__(self, ssh: SSHSession, argv: list[str]) -> None:
-        self.ssh = ssh
-        self.argv = argv
-        self._channel = ssh.open(argv, timeout=900)
-        wait_until_ready(self._channel, ssh.name)
-        self._channel.settimeout(900)
+    def __init__(self, command: ArmedCommand) -> None:
+        self.command = command
 
     def fire(self) -> None:
-        channel = self._channel
+        argv, host = self.command.argv, self.command.ssh.name
         try:
-            channel.sendall(b"go\n")
-            channel.shutdown_write()
-            stdout = channel.makefile("rb").read()
-            stderr = channel.makefile_stderr("rb").read()
-            status = channel.recv_exit_status()
-        except OSError as error:
-            raise CommandFailed(self.ssh.name, self.argv, -1, f"lost the session: {error}") from None
-        finally:
-            channel.close()
-        if status != 0:
-            raise CommandFailed(self.ssh.name, self.argv, status, (stderr or stdout).decode(errors="replace"))
+            ended = self.command.fire()
+        except (OSError, EOFError) as error:
+            raise CommandFailed(host, argv, -1, f"lost the session: {error}") from None
+        if ended.status != 0:
+            raise CommandFailed(
+                host, argv, ended.status, (ended.stderr or ended.stdout).decode(errors="replace")
+            )
 
     def close(self) -> None:
-        self._channel.close()
-
-    def __repr__(self) -> str:
-        return f"ArmedCommand({self.ssh.name}: {shlex.join(self.argv[:2])} ...)"
+        self.command.close()

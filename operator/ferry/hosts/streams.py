@@ -6,8 +6,9 @@ command on the other, so only the operator holds keys.
 
 from __future__ import annotations
 
+import shlex
 import threading
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import paramiko
@@ -55,6 +56,19 @@ def wait_until_ready(channel: paramiko.Channel, host: str) -> None:
         ) from None
 
 
+@dataclass(frozen=True)
+class Pipe:
+    """What a stream moves: `producer`'s output on the source host into `consumer` on the target."""
+
+    source: SSHSession
+    producer: list[str]
+    target: SSHSession
+    consumer: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.source.name} to {self.target.name}"
+
+
 class Relay:
     """Pipes `producer` on source into `consumer` on target; only the operator holds keys for both.
 
@@ -65,24 +79,15 @@ class Relay:
     workload is frozen, not during its downtime.
     """
 
-    def __init__(
-        self,
-        source: SSHSession,
-        producer: Sequence[str],
-        target: SSHSession,
-        consumer: Sequence[str],
-        *,
-        armed: bool = False,
-        timeout: float = 30.0,
-    ) -> None:
-        self.source, self.target = source, target
-        self.producer, self.consumer = list(producer), list(consumer)
+    def __init__(self, pipe: Pipe, *, armed: bool = False, timeout: float = 30.0) -> None:
+        self.pipe = pipe
+        source, target = pipe.source, pipe.target
         self._armed = armed
         self._timeout = timeout
-        self._writer = target.open(self.consumer, timeout=timeout)
+        self._writer = target.open(pipe.consumer, timeout=timeout)
         self._consumer_errors = _StderrCollector(self._writer)
         self._reader = source.open(
-            [*WAIT_FOR_GO, *self.producer] if armed else self.producer, timeout=timeout
+            [*WAIT_FOR_GO, *pipe.producer] if armed else pipe.producer, timeout=timeout
         )
         if armed:
             wait_until_ready(self._reader, source.name)
@@ -105,16 +110,15 @@ class Relay:
             consumer_status = exit_status(writer, self._timeout)
         except (OSError, EOFError, paramiko.SSHException) as error:
             raise TransferFailed(
-                f"stream from {self.source.name} to {self.target.name} broke after {moved} bytes: "
-                f"{error or type(error).__name__}"
+                f"stream from {self.pipe} broke after {moved} bytes: {error or type(error).__name__}"
             ) from None
         finally:
             self.close()
         if producer_status != 0:
-            raise CommandFailed(self.source.name, self.producer, producer_status, producer_stderr)
+            raise CommandFailed(self.pipe.source.name, self.pipe.producer, producer_status, producer_stderr)
         if consumer_status != 0:
             raise CommandFailed(
-                self.target.name, self.consumer, consumer_status, self._consumer_errors.text()
+                self.pipe.target.name, self.pipe.consumer, consumer_status, self._consumer_errors.text()
             )
         return moved
 
@@ -122,6 +126,46 @@ class Relay:
         """Ends both commands (an armed producer that never fired exits without running)."""
         self._reader.close()
         self._writer.close()
+
+
+@dataclass(frozen=True)
+class Ended:
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+
+class ArmedCommand:
+    """A remote command started before the freeze that says "ready", then waits for "go" on its
+    stdin: the freeze pays neither for the SSH session nor for the host's shell starting."""
+
+    def __init__(
+        self, ssh: SSHSession, argv: list[str], *, label: str | None = None, timeout: float = 900
+    ) -> None:
+        self.ssh = ssh
+        self.argv = argv
+        self._timeout = timeout
+        self._channel = ssh.open(argv, timeout=timeout)
+        wait_until_ready(self._channel, label or ssh.name)
+        self._channel.settimeout(timeout)
+
+    def fire(self) -> Ended:
+        """Lets it run to its end; a lost session raises OSError, EOFError or TimeoutError."""
+        channel = self._channel
+        try:
+            channel.sendall(b"go\n")
+            channel.shutdown_write()
+            stdout = channel.makefile("rb").read()
+            stderr = channel.makefile_stderr("rb").read()
+            return Ended(exit_status(channel, self._timeout), stdout, stderr)
+        finally:
+            channel.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __repr__(self) -> str:
+        return f"ArmedCommand({self.ssh.name}: {shlex.join(self.argv[:2])} ...)"
 
 
 def exit_status(channel: paramiko.Channel, timeout: float) -> int:

@@ -12,7 +12,7 @@ import shlex
 
 from ferry.hosts.peer_stream import PeerEndpoint, PeerStream
 from ferry.hosts.ssh import SSHSession
-from ferry.hosts.streams import Relay, Stream
+from ferry.hosts.streams import Pipe, Relay, Stream
 
 # Overlay whiteouts and opaque directories are xattrs/devices: keep them, and numeric owners.
 TAR_OPTIONS = (
@@ -56,20 +56,11 @@ class TreeCopy:
         printed them), only what was modified after that moment is sent. `tag` names the direct
         stream's key, so that what a migration left can be found and withdrawn.
         """
-        producer, consumer = _pack(source_dir, changed_since), _unpack(target_dir, fresh=fresh)
+        pipe = Pipe(self.ssh, _pack(source_dir, changed_since), target.ssh, _unpack(target_dir, fresh=fresh))
         if target.peer is not None:
             sample = source_dir if self.has_lz4() and target.has_lz4() else None
-            return PeerStream(
-                self.ssh,
-                producer,
-                target.ssh,
-                consumer,
-                target.peer,
-                self._address(),
-                tag,
-                compress_sample=sample,
-            )
-        return Relay(self.ssh, producer, target.ssh, consumer, armed=armed)
+            return PeerStream(pipe, target.peer, self._address(), tag, compress_sample=sample)
+        return Relay(pipe, armed=armed)
 
     def copy_local(self, source_dir: str, target_dir: str, *, fresh: bool) -> None:
         """Copies a directory's content into another directory of the same host (or a shared mount)."""

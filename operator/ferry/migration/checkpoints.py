@@ -17,7 +17,7 @@ from typing import Any
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import revoke_keys
-from ferry.hosts.runc import WORK_ROOT, ArmedCommand, FastPathUnavailable
+from ferry.hosts.runc import WORK_ROOT, ArmedDump, FastPathUnavailable
 from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
@@ -149,7 +149,7 @@ class RuncCheckpoints(DockerCheckpoints):
         self, ctx: MigrationContext, source: DockerHost, target: DockerHost, files: ContainerFiles
     ) -> None:
         super().__init__(ctx, source, target, files)
-        self._armed: ArmedCommand | None = None
+        self._armed: ArmedDump | None = None
 
     @property
     def dump_work(self) -> str:

@@ -149,16 +149,13 @@ def target_disk_space(f: Facts) -> Check:
     need = with_margin(sum(size for _, size in parts))
     what = ", ".join(f"{name} ({size_text(size)})" for name, size in parts)
     disk = f.target_disk
-    if disk.available < need:
-        return Check(
-            "TargetDiskSpace",
-            False,
-            f"{f.target} has {size_text(disk.available)} free in {disk.path} and needs {size_text(need)} "
-            f"for {what} with a margin: free space there, or choose another targetHost",
-            "NoDiskSpace",
-        )
-    return Check(
-        "TargetDiskSpace", True, f"{f.target} has {size_text(disk.available)} free in {disk.path} for {what}"
+    return enough(
+        "TargetDiskSpace",
+        disk.available >= need,
+        f"{f.target} has {size_text(disk.available)} free in {disk.path} for {what}",
+        f"{f.target} has {size_text(disk.available)} free in {disk.path} and needs {size_text(need)} "
+        f"for {what} with a margin: free space there, or choose another targetHost",
+        "NoDiskSpace",
     )
 
 
@@ -166,19 +163,14 @@ def source_disk_space(f: Facts) -> Check | None:
     if not f.live:
         return None
     need, disk = with_margin(f.checkpoint_bytes), f.source_disk
-    if disk.available < need:
-        return Check(
-            "SourceDiskSpace",
-            False,
-            f"{f.source} has {size_text(disk.available)} free in {disk.path} and needs {size_text(need)} "
-            f"for the checkpoint ({size_text(f.checkpoint_bytes)} of memory) with a margin: free space there",
-            "NoDiskSpace",
-        )
-    return Check(
+    return enough(
         "SourceDiskSpace",
-        True,
+        disk.available >= need,
         f"{f.source} has {size_text(disk.available)} free in {disk.path} for the checkpoint "
         f"({size_text(f.checkpoint_bytes)})",
+        f"{f.source} has {size_text(disk.available)} free in {disk.path} and needs {size_text(need)} "
+        f"for the checkpoint ({size_text(f.checkpoint_bytes)} of memory) with a margin: free space there",
+        "NoDiskSpace",
     )
 
 
@@ -186,20 +178,15 @@ def target_memory(f: Facts) -> Check | None:
     if not f.live:
         return None
     need = with_margin(f.checkpoint_bytes)
-    if f.target_memory < need:
-        return Check(
-            "TargetMemory",
-            False,
-            f"{f.target} has {size_text(f.target_memory)} of memory available and the container holds "
-            f"{size_text(f.checkpoint_bytes)} (needs {size_text(need)} with a margin): free memory on "
-            f"{f.target}, or choose another targetHost",
-            "NotEnoughMemory",
-        )
-    return Check(
+    return enough(
         "TargetMemory",
-        True,
+        f.target_memory >= need,
         f"{f.target} has {size_text(f.target_memory)} of memory available for "
         f"{size_text(f.checkpoint_bytes)} resident",
+        f"{f.target} has {size_text(f.target_memory)} of memory available and the container holds "
+        f"{size_text(f.checkpoint_bytes)} (needs {size_text(need)} with a margin): free memory on "
+        f"{f.target}, or choose another targetHost",
+        "NotEnoughMemory",
     )
 
 
@@ -294,6 +281,11 @@ def dry_run_summary(f: Facts, checks: list[Check]) -> str:
         f"dry run: {len(checks)} checks passed; a real run would {', '.join(moves)}; "
         "nothing was changed on any host"
     )
+
+
+def enough(name: str, holds: bool, passed: str, failed: str, reason: str) -> Check:
+    """A check of a resource: its message says what there is, and when short, what to do."""
+    return Check(name, True, passed) if holds else Check(name, False, failed, reason)
 
 
 def with_margin(size: int) -> int:
