@@ -27,6 +27,21 @@ from ferry.settings import DEFAULTS, Settings
 log = logging.getLogger(__name__)
 
 
+class WaitsAreNotErrors(logging.Filter):
+    """kopf logs every temporary error at ERROR, and posts it as an Event on the object. ferry's are
+    all waits (queued, a rollback's next try, another driver, the API server away): the status
+    already says what a Migration waits for, and reconcile logs what deserves a warning. So they
+    are logged at INFO, below the Events' level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("kopf.objects").addFilter(WaitsAreNotErrors())
+
+
 @kopf.index(GROUP, VERSION, DOCKER_HOSTS)
 def docker_hosts(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
     """Every DockerHost's spec by name: what migrations read of their hosts, with no API call."""

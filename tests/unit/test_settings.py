@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from ferry.api import SpecError
@@ -46,3 +48,14 @@ def test_the_catalog_lists_and_parses_the_dockerhosts_of_the_index() -> None:
 def test_a_dockerhost_missing_from_the_index_does_not_exist() -> None:
     with pytest.raises(SpecError, match="DockerHost 'node3' does not exist"):
         DockerHostCatalog({"node1": [NODE]}).spec("node3")
+
+
+def test_a_migration_that_waits_is_logged_as_information_not_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import ferry.handlers  # noqa: F401  (installs the filter)
+
+    with caplog.at_level(logging.INFO, logger="kopf.objects"):
+        logging.getLogger("kopf.objects").error("Handler 'migrate' failed temporarily: queued: node2 is full")
+
+    assert [record.levelname for record in caplog.records] == ["INFO"]
