@@ -12,6 +12,7 @@ the same checkpoint directory.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ferry.hosts.docker_engine import DockerError
@@ -25,6 +26,7 @@ from ferry.migration.phases import Phase
 
 log = logging.getLogger(__name__)
 
+NamedStep = tuple[str, Callable[[], None]]  # what it does, for a report of what was not done
 CHECKPOINT_ATTEMPTS = 3
 START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists"
 
@@ -106,7 +108,7 @@ class DockerCheckpoints:
             return f"checkpoint {self.name} is gone from {self.source.name}"
         return None
 
-    def after_rollback(self) -> list[tuple[str, Any]]:
+    def after_rollback(self) -> list[NamedStep]:
         """What a rollback still does once the source runs, each named for a report."""
         source_id, name = self.source_id, self.name
         return [
@@ -213,11 +215,19 @@ class RuncCheckpoints(DockerCheckpoints):
             detail = self.target.runc.restore_log(container_id)
             raise Problem("RestoreFailed", f"{error}; CRIU: {detail or 'no log'}") from None
 
+    def missing_on_source(self) -> str | None:
+        """The checkpoint directory exists from before the freeze: only a dump runc marked complete
+        can bring the source back."""
+        assert self.source.runc is not None
+        if self.source.runc.dump_state(self.dump_work) != "complete":
+            return f"the dump of {self.state.workload} on {self.source.name} never completed"
+        return super().missing_on_source()
+
     def give_back_restart_policy(self) -> None:
         if self.state.restart_policy is not None:
             self.source.engine.set_restart_policy(self.source_id, self.state.restart_policy)
 
-    def after_rollback(self) -> list[tuple[str, Any]]:
+    def after_rollback(self) -> list[NamedStep]:
         return [
             (f"giving back the restart policy of {self.source_id[:12]}", self.give_back_restart_policy),
             *super().after_rollback(),
@@ -256,7 +266,7 @@ class ColdStop(DockerCheckpoints):
     def missing_on_source(self) -> str | None:
         return None  # a stopped container restarts from its writable layer, which stays
 
-    def after_rollback(self) -> list[tuple[str, Any]]:
+    def after_rollback(self) -> list[NamedStep]:
         return []
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -21,7 +20,13 @@ from ferry.hosts import processes
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.runc import RUNTIME_NAME
 from ferry.migration import preflight
-from ferry.migration.checkpoints import ColdStop, DockerCheckpoints, RuncCheckpoints, choose_mechanism
+from ferry.migration.checkpoints import (
+    ColdStop,
+    DockerCheckpoints,
+    NamedStep,
+    RuncCheckpoints,
+    choose_mechanism,
+)
 from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
@@ -281,7 +286,7 @@ class ContainerMigration(MigrationSteps):
         assert self.state.target_container_id is not None
         return self.state.target_container_id
 
-    def _steps_before_removing_the_source(self) -> list[tuple[str, Callable[[], None]]]:
+    def _steps_before_removing_the_source(self) -> list[NamedStep]:
         """What Verifying does while the source can still take over, each named for a report."""
         spec, steps = self.ctx.request.spec, []
         if spec.redirect:
