@@ -327,6 +327,6 @@ def _detach() -> None:
 
 
 if __name__ == "__main__":
-    command, tag, queue_number, seconds, *drain_args = sys.argv[1:]
-    assert command == "hold"
-    sys.exit(hold(tag, int(queue_number), float(seconds), drain_args))
+    if len(sys.argv) < 5 or sys.argv[1] != "hold":
+        sys.exit("usage: hold_agent.py hold TAG QUEUE SECONDS [DRAIN_PID DRAIN_SECONDS PORT...] <RULES")
+    sys.exit(hold(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]))
