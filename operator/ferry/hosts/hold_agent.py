@@ -97,6 +97,8 @@ class NetfilterQueue:
             offset = 0
             while offset + 16 <= len(data):
                 length, msg_type = struct.unpack_from("=IH", data, offset)
+                if length < 16:
+                    break
                 if msg_type == SUBSYS_QUEUE | MSG_PACKET:
                     attributes = _attributes(data[offset + 20 : offset + length])
                     packet_id = struct.unpack_from(">I", attributes[ATTR_PACKET_HDR])[0]
@@ -129,7 +131,7 @@ def _attributes(data: bytes) -> dict[int, bytes]:
     return found
 
 
-def remove_rules(tag: str) -> bool:
+def remove_rules(tag: str) -> None:
     """Deletes this hold's rules from the raw table: every rule commented with the tag."""
     listed = subprocess.run(["iptables", "-t", "raw", "-S"], capture_output=True, text=True, check=True)
     marks = (f'--comment "{tag}"', f"--comment {tag} ")
@@ -141,7 +143,6 @@ def remove_rules(tag: str) -> bool:
     if deletes:
         text = "*raw\n" + "".join(f"{rule}\n" for rule in deletes) + "COMMIT\n"
         subprocess.run(["iptables-restore", "--noflush"], input=text, text=True, check=True)
-    return True
 
 
 def open_connections(pid: int, ports: set[int]) -> int:
@@ -181,6 +182,7 @@ class Holder:
         self.held: list[int] = []
         self.connections: set[bytes] = set()
         self.syns = self.udp_dropped = self.passed = 0
+        self.rules_removed = False
 
     def run(self) -> str:
         """Returns why it ended: "release" (a signal) or "deadline"."""
@@ -207,11 +209,12 @@ class Holder:
     def let_go(self, ended_by: str) -> dict[str, object]:
         """Held SYNs go first, to wherever NAT sends them now; packets that reach the queue while the
         rules are being removed (and just after) are let through at once."""
+        for packet_id, payload in self.queue.packets():  # arrived with the release signal
+            self.take(packet_id, payload)
         if self.held:
             self.queue.accept_up_to(self.held[-1])
         held_ms = round((time.monotonic() - self.armed) * 1000)
-        removed: list[bool] = []
-        removal = threading.Thread(target=lambda: removed.append(remove_rules(self.tag)))
+        removal = threading.Thread(target=self._remove_rules)
         removal.start()
         settle = None
         while settle is None or time.monotonic() < settle:
@@ -228,8 +231,12 @@ class Holder:
             "passed": self.passed,
             "heldMs": held_ms,
             "endedBy": ended_by,
-            "rulesRemoved": bool(removed),
+            "rulesRemoved": self.rules_removed,
         }
+
+    def _remove_rules(self) -> None:
+        remove_rules(self.tag)  # on failure (reported nowhere: stderr is /dev/null) ferry removes them
+        self.rules_removed = True
 
 
 def end_previous(tag: str) -> None:
