@@ -24,9 +24,9 @@ from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
 from ferry.lease import MigrationLease
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext, MigrationRequest
+from ferry.migration.continuity import redirect_tag
 from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Wait
 from ferry.migration.phases import Phase
-from ferry.migration.redirect import redirect_tag
 from ferry.migration.runner import authorization_problem, run_migration
 from ferry.migration.state import MigrationState, now, timestamp
 from ferry.settings import DEFAULTS, Settings

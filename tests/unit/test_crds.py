@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from ferry.migration import preflight
 from ferry.migration.phases import Phase
-from ferry.migration.state import Metrics, MigrationState
+from ferry.migration.state import ConnectionHold, Metrics, MigrationState
 from tests.unit.fakes import preflight_facts
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -99,6 +99,9 @@ def status_with_every_field() -> dict[str, Any]:
         fingerprint_stack="7ffd0000",
         shell_job=False,
         redirect="node1:80/tcp -> 10.0.0.2",
+        connection_hold=ConnectionHold(
+            drained_ms=80, cut_by_freeze=0, released=True, connections=12, udp_dropped=0, held_ms=900
+        ),
         restore_requested=True,
         mechanism="runc",
         restart_policy={"Name": "always", "MaximumRetryCount": 0},

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ferry.hosts.hold_agent import HOLD_DIR, QUEUE_BUSY
+from ferry.hosts.netfilter import Netfilter, restore_text
 from ferry.hosts.ssh import CommandFailed, Commands
 
 QUEUE_BASE, QUEUE_SPAN, QUEUE_TRIES = 0xF000, 0x1000, 8
@@ -87,7 +88,7 @@ def hold(
     for attempt in range(QUEUE_TRIES):
         queue = QUEUE_BASE + (start - QUEUE_BASE + attempt) % QUEUE_SPAN
         argv = ["python3", "-c", agent, "hold", tag, str(queue), f"{max_seconds:.3f}", *drain_args]
-        rules = _restore_text(hold_rules(ports, tag, queue))
+        rules = restore_text({"raw": hold_rules(ports, tag, queue)})
         timeout = 30 + (drain.seconds if drain else 0)
         result = commands.run(argv, input=rules, timeout=timeout, check=False)
         if result.exit_code == QUEUE_BUSY:
@@ -129,10 +130,7 @@ def release(commands: Commands, tag: str) -> Held | None:
 def remove_holds(commands: Commands, tag: str) -> None:
     """Deletes the raw-table rules a hold left (its holder removes them itself, unless killed)."""
     _check_tag(tag)
-    listed = commands.run(["iptables", "-t", "raw", "-S"], timeout=30).text.splitlines()
-    deletes = ["-D" + line[2:] for line in listed if line.startswith("-A ") and _tagged(line, tag)]
-    if deletes:
-        commands.run(["iptables-restore", "--noflush"], input=_restore_text(deletes), timeout=30)
+    Netfilter(commands).remove_tagged(("raw",), tag)
 
 
 def hold_rules(ports: Sequence[tuple[str, int]], tag: str, queue: int) -> list[str]:
@@ -151,16 +149,7 @@ def hold_rules(ports: Sequence[tuple[str, int]], tag: str, queue: int) -> list[s
     return rules
 
 
-def _restore_text(rules: list[str]) -> bytes:
-    return ("*raw\n" + "".join(f"{rule}\n" for rule in rules) + "COMMIT\n").encode()
-
-
 def _check_tag(tag: str) -> None:
     """A tag goes into iptables comments, file names and a shell's arguments: plain characters only."""
     if not TAG.fullmatch(tag):
         raise ValueError(f"hold tag {tag!r} is not letters, digits and '_.:-'")
-
-
-def _tagged(rule: str, tag: str) -> bool:
-    """iptables -S prints a comment quoted when it has a colon."""
-    return f'--comment "{tag}"' in rule or f"--comment {tag} " in rule

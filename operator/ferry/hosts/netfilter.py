@@ -21,7 +21,7 @@ class Netfilter:
             match = f"-p {protocol} -m comment --comment {tag}"
             dnat = f"--dport {port} -j DNAT --to-destination {to}:{port}"
             nat += [
-                f"-I PREROUTING 1 {match} {dnat}",
+                f"-I PREROUTING 1 {match} -m addrtype --dst-type LOCAL {dnat}",
                 f"-I OUTPUT 1 {match} -m addrtype --dst-type LOCAL {dnat}",
                 f"-I POSTROUTING 1 {match} -d {to} --dport {port} -j MASQUERADE",
             ]
@@ -30,16 +30,20 @@ class Netfilter:
                 f"-I FORWARD 1 {match} -s {to} --sport {port} -j ACCEPT",
             ]
         self._commands.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], timeout=30)
-        self._restore_rules({"nat": nat, "filter": forward})
+        self.apply({"nat": nat, "filter": forward})
 
     def remove_forwards(self, tag: str) -> None:
+        self.remove_tagged(("nat", "filter"), tag)
+
+    def remove_tagged(self, tables: Sequence[str], tag: str) -> None:
+        """Deletes every rule of these tables that carries `tag`."""
         rules: dict[str, list[str]] = {}
-        for table in ("nat", "filter"):
+        for table in tables:
             listed = self._commands.run(["iptables", "-t", table, "-S"], timeout=30).text.splitlines()
             rules[table] = [
                 "-D" + line[2:] for line in listed if line.startswith("-A ") and _tagged(line, tag)
             ]
-        self._restore_rules(rules)
+        self.apply(rules)
 
     def _resolve(self, address: str) -> str:
         try:
@@ -48,15 +52,20 @@ class Netfilter:
             found = self._commands.run(["getent", "ahostsv4", address], timeout=30).text.split()
             return str(ipaddress.ip_address(found[0]))
 
-    def _restore_rules(self, rules: dict[str, list[str]]) -> None:
+    def apply(self, rules: dict[str, list[str]]) -> None:
         """Applies rule changes in one iptables-restore call (no shell: the rules go on stdin)."""
-        text = "".join(
-            f"*{table}\n" + "".join(f"{rule}\n" for rule in lines) + "COMMIT\n"
-            for table, lines in rules.items()
-            if lines
-        )
+        text = restore_text(rules)
         if text:
-            self._commands.run(["iptables-restore", "--noflush"], input=text.encode(), timeout=30)
+            self._commands.run(["iptables-restore", "--noflush"], input=text, timeout=30)
+
+
+def restore_text(rules: dict[str, list[str]]) -> bytes:
+    """iptables-restore's input for these rule changes, by table."""
+    return "".join(
+        f"*{table}\n" + "".join(f"{rule}\n" for rule in lines) + "COMMIT\n"
+        for table, lines in rules.items()
+        if lines
+    ).encode()
 
 
 def _tagged(rule: str, tag: str) -> bool:

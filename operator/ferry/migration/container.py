@@ -30,10 +30,10 @@ from ferry.migration.checkpoints import (
 from ferry.migration.container_config import clone_create_body
 from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
+from ferry.migration.continuity import ClientContinuity
 from ferry.migration.errors import HostError, Problem
 from ferry.migration.image_copy import copy_image, image_reference
 from ferry.migration.phases import Outcome
-from ferry.migration.redirect import forward_published_ports
 from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 
@@ -54,6 +54,10 @@ class ContainerMigration(MigrationSteps):
     @cached_property
     def files(self) -> ContainerFiles:
         return ContainerFiles(self.ctx, self.source, self.target, live=self.live)
+
+    @cached_property
+    def continuity(self) -> ClientContinuity:
+        return ClientContinuity(self.ctx, self.source, self.target)
 
     @cached_property
     def checkpoints(self) -> DockerCheckpoints:
@@ -106,6 +110,8 @@ class ContainerMigration(MigrationSteps):
         self.files.copy_volumes_before_the_freeze(self.state.metrics)
         self.files.arm()
         self.checkpoints.prepare()
+        if self.live:
+            self.continuity.hold(info)  # last: clients wait from here until the workload runs again
         return None
 
     def _check_movable(self, status: str) -> None:
@@ -158,6 +164,11 @@ class ContainerMigration(MigrationSteps):
             self.files.release()
         if "checkpoints" in made or self.state.phase.is_terminal:
             self.checkpoints.release()
+        if self.state.phase.is_terminal:
+            try:
+                self.continuity.release()  # a Migration that failed before its workload was frozen
+            except HostError as error:
+                log.warning("could not let the held connections go (they go at the hold's end): %s", error)
 
     # -- Restoring: the target starts from the checkpoint; downtime ends.
 
@@ -168,6 +179,7 @@ class ContainerMigration(MigrationSteps):
             self.ctx.save()
             if self.state.source_was_running is not False:  # a stopped container moves stopped
                 self.checkpoints.start_target(target_id)
+        self.continuity.cut_over()
 
     # -- Verifying: the target runs the restored memory, not a fresh start; then clean up.
 
@@ -194,13 +206,6 @@ class ContainerMigration(MigrationSteps):
             else f"{self.state.workload} is on {self.target.name}, stopped as it was on {self.source.name}"
         )
         return Outcome(outcome + unfinished(not_done), reason="Migrated")
-
-    def _redirect_source_ports(self) -> None:
-        """Keeps the old address working: the source host forwards the published ports to the target."""
-        assert self.state.target_host is not None
-        target_address = self.ctx.hosts.spec(self.state.target_host).address
-        info = self.target.engine.inspect_container(self._target_id())
-        self.state.redirect = forward_published_ports(self.source, info, target_address, self.ctx.request.uid)
 
     def _check_restored(self, host: DockerHost, container_id: str) -> None:
         if self.state.source_was_running is False:
@@ -231,6 +236,7 @@ class ContainerMigration(MigrationSteps):
         unrestorable = self._why_the_source_cannot_come_back(source_id)
         if unrestorable is not None:
             return self._keep_the_target(cause, unrestorable)
+        self.continuity.roll_back()
         if self.state.target_container_id is not None:
             self._remove_target_before_rollback()
         source_state = self._wait_until_settled(self.source, source_id)
@@ -239,7 +245,7 @@ class ContainerMigration(MigrationSteps):
         assert self.state.frozen_at is not None
         self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, now())
         self._check_restored(self.source, source_id)
-        not_done = []
+        not_done = self.attempt(f"letting held connections go on {self.source.name}", self.continuity.release)
         for what, step in self.checkpoints.after_rollback():
             not_done += self.attempt(what, step)
         not_done += self.attempt("removing the fast path's files", self.checkpoints.remove_files)
@@ -289,8 +295,8 @@ class ContainerMigration(MigrationSteps):
     def _steps_before_removing_the_source(self) -> list[NamedStep]:
         """What Verifying does while the source can still take over, each named for a report."""
         spec, steps = self.ctx.request.spec, []
-        if spec.redirect:
-            steps.append((f"forwarding the ports of {self.source.name}", self._redirect_source_ports))
+        if spec.redirect and self.state.redirect is None:  # the cutover (Restoring) did not get to it
+            steps.append((f"forwarding the ports of {self.source.name}", self.continuity.cut_over))
         if self.live and not spec.keep_checkpoint:
             target_id, name = self._target_id(), self.checkpoints.name
             steps.append(

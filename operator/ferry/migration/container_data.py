@@ -38,3 +38,14 @@ def published_ports(info: dict[str, Any]) -> list[tuple[str, int]]:
             if binding.get("HostPort")
         }
     )
+
+
+def container_ports(info: dict[str, Any]) -> list[int]:
+    """The container's own TCP ports that are published (where its open connections are)."""
+    return sorted(
+        {
+            int(spec.split("/")[0])
+            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
+            if spec.endswith("/tcp") and any(b.get("HostPort") for b in bindings or [])
+        }
+    )

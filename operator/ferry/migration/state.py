@@ -96,6 +96,17 @@ class Metrics(StatusPart):
     total_ms: int | None = None
 
 
+class ConnectionHold(StatusPart):
+    """status.connectionHold: new connections to the published ports held across the freeze."""
+
+    drained_ms: int = 0  # how long connections open before the freeze got to end
+    cut_by_freeze: int = 0  # those still open when the drain's bound passed
+    released: bool = False  # let go to wherever the workload runs again
+    connections: int | None = None  # connection attempts held, then let go (None: not counted)
+    udp_dropped: int | None = None  # UDP datagrams dropped while held
+    held_ms: int | None = None  # from the hold to the release
+
+
 def _in_fingerprint(key: str) -> Any:
     """A field kept flat in memory and read from status.fingerprint (see `MigrationState.fingerprint`)."""
     return Field(None, validation_alias=AliasPath("fingerprint", key), exclude=True)
@@ -119,6 +130,7 @@ class MigrationState(StatusPart):
     # a process outside its own session: CRIU needs --shell-job
     shell_job: bool | None = _in_fingerprint("shellJob")
     redirect: str | None = None  # the forwarding the source host does for clients of the old address
+    connection_hold: ConnectionHold | None = None
     # the target may have been started: rollback must make sure it is not (written only when True)
     restore_requested: bool = Field(False, exclude_if=lambda requested: not requested)
     # what a rollback waits for (which host, which error); the RollbackWaiting condition in the status
