@@ -8,10 +8,14 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +391,29 @@ class Helloer:
     def stop(self) -> None:
         subprocess.run(["kill", "-KILL", str(self.pid)], check=False)
         self.shell.kill()
+
+
+@dataclass
+class Client:
+    """GETs a page every 10 ms on a new connection (bounded in time) and records each answer: (when,
+    HTTP status or 0 for none, body). `timeout` is how long one request may wait for its answer."""
+
+    url: str
+    deadline: float
+    timeout: float = 1.0
+    answers: list[tuple[float, int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+                    self.answers.append((time.monotonic(), response.status, response.read().decode().strip()))
+            except (urllib.error.URLError, OSError):
+                self.answers.append((time.monotonic(), 0, ""))
+            time.sleep(0.01)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+        return thread

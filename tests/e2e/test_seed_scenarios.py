@@ -3,14 +3,12 @@ storage, volumes and bind mounts."""
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.lab import Counter, Lab, OperatorProcess, start_web, unique, wait_for
+from tests.e2e.lab import Client, Counter, Lab, OperatorProcess, start_web, unique, wait_for
 
 
 def test_cold_migration_keeps_files_and_drops_memory(lab: Lab, operator: OperatorProcess) -> None:
@@ -42,30 +40,6 @@ def test_live_migration_of_a_tty_container_fails_pointing_to_cold(
     assert status["phase"] == "Failed"
     assert "strategy: Cold" in status["message"]
     assert lab.running("node1", container)
-
-
-@dataclass
-class Client:
-    """GETs a page every 10 ms (bounded in time) and records each answer."""
-
-    url: str
-    deadline: float
-    answers: list[tuple[float, int, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                with urllib.request.urlopen(self.url, timeout=1) as response:
-                    self.answers.append((time.monotonic(), response.status, response.read().decode().strip()))
-            except (urllib.error.URLError, OSError):
-                self.answers.append((time.monotonic(), 0, ""))
-            time.sleep(0.01)
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, daemon=True)
-        thread.start()
-        return thread
 
 
 def test_web_service_under_load_answers_correctly_after_the_cutover(

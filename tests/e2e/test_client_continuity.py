@@ -1,0 +1,72 @@
+"""Clients of a moved service wait across the cutover instead of failing (spec.redirect: true):
+new connections are held on the source host from just before the freeze until the service runs
+again, on the target after a migration, on the source after a rollback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.e2e.lab import Client, Lab, OperatorProcess, start_web, unique, wait_for
+from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
+
+PATIENCE = 15.0  # how long one request waits for its answer: a hold makes requests late, not lost
+
+
+def serve_and_ask(lab: Lab) -> tuple[str, str, Client]:
+    """A web container on node1 and a client asking node1's address, on a new connection each time."""
+    container, port, page = start_web(lab)
+    client = Client(f"http://{lab.address('node1')}:{port}/", time.monotonic() + 180, timeout=PATIENCE)
+    client.start()
+    wait_for(lambda: any(code == 200 for _, code, _ in client.answers), 30, "the page on node1")
+    return container, page, client
+
+
+def finish(client: Client) -> None:
+    time.sleep(1.0)  # asked on after the end
+    client.stop.set()
+
+
+def unanswered(client: Client, page: str) -> list[tuple[float, int, str]]:
+    return [answer for answer in client.answers if answer[1] != 200 or answer[2] != page]
+
+
+def held(status: dict[str, Any]) -> dict[str, Any]:
+    hold: dict[str, Any] = status["connectionHold"]
+    assert hold["released"], hold
+    return hold
+
+
+def test_no_request_fails_across_a_migration_with_redirect(lab: Lab, operator: OperatorProcess) -> None:
+    container, page, client = serve_and_ask(lab)
+    name = unique("mig-hold")
+
+    lab.migration(name, container, target="node2", redirect=True)
+    status = lab.wait_until(name)["status"]
+    finish(client)
+
+    assert status["phase"] == "Succeeded", status
+    assert unanswered(client, page) == []
+    assert len(client.answers) > 50
+    assert held(status)["connections"] >= 1  # some did arrive while it was frozen, and waited
+    assert lab.running("node2", container) and container not in lab.container_names("node1")
+    uid = lab.get_migration(name)["metadata"]["uid"]
+    assert f"ferry-hold:{uid}" not in lab.lab("exec", "node1", "iptables-save").stdout  # no hold left
+
+
+def test_no_request_fails_across_a_rollback(lab: Lab, operator: OperatorProcess) -> None:
+    container, page, client = serve_and_ask(lab)
+    name = unique("mig-hold-back")
+
+    with fake_criu(lab, "node2", FAILING_RESTORE):
+        lab.migration(name, container, target="node2", redirect=True)
+        status = lab.wait_until(name)["status"]
+    finish(client)
+
+    assert status["phase"] == "RolledBack", status
+    assert unanswered(client, page) == []
+    assert held(status)["connections"] >= 1
+    assert lab.running("node1", container) and container not in lab.container_names("node2")
+    uid = lab.get_migration(name)["metadata"]["uid"]
+    rules = lab.lab("exec", "node1", "iptables-save").stdout
+    assert f"ferry:{uid}" not in rules and f"ferry-hold:{uid}" not in rules  # no forward, no hold left
