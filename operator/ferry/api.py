@@ -68,6 +68,7 @@ class MigrationSpec:
     strategy: Strategy = Strategy.LIVE
     transfer: Transfer = Transfer.STREAM
     redirect: bool = False
+    hold_connections: bool = True  # with redirect: new connections wait across the freeze
     keep_checkpoint: bool = False
     dry_run: bool = False  # preflight only: nothing is changed on any host
     timeout_seconds: int = 300
@@ -95,6 +96,7 @@ class MigrationSpec:
             strategy=_enum(Strategy, spec, "strategy", Strategy.LIVE),
             transfer=_enum(Transfer, spec, "transfer", Transfer.STREAM),
             redirect=_boolean(spec, "redirect"),
+            hold_connections=_boolean(spec, "holdConnections", default=True),
             keep_checkpoint=_boolean(spec, "keepCheckpoint"),
             dry_run=dry_run,
             timeout_seconds=timeout,
@@ -278,8 +280,8 @@ def _enum(kind: type[E], spec: Mapping[str, Any], key: str, default: E) -> E:
         raise SpecError(f"spec.{key} must be one of {choices}, not {value!r}") from None
 
 
-def _boolean(spec: Mapping[str, Any], key: str) -> bool:
-    value = spec.get(key, False)
+def _boolean(spec: Mapping[str, Any], key: str, *, default: bool = False) -> bool:
+    value = spec.get(key, default)
     if not isinstance(value, bool):
         raise SpecError(f"spec.{key} must be true or false, not {value!r}")
     return value

@@ -52,7 +52,7 @@ class ClientContinuity:
         the drain's bound passed). A host that cannot hold (no python3, no NFQUEUE) is logged and
         the move goes on: its clients are refused during the freeze, as without a hold."""
         ports = published_ports(info)
-        if not self.wanted or not ports:
+        if not self.wanted or not self.ctx.request.spec.hold_connections or not ports:
             return
         drain = Drain(int(info["State"]["Pid"]), tuple(container_ports(info)), DRAIN_SECONDS)
         try:
