@@ -1,8 +1,9 @@
 """What of a container moves as files: its writable layer, its local volumes, and the checkpoint's
 images, streamed host to host or passed through a shared directory.
 
-Volumes move in bulk while the workload runs; at the freeze only what changed since goes. The
-streams of the freeze are started (armed) before it, so that the freeze pays only for the bytes.
+Volumes are mirrored: in bulk while the workload runs, then at the freeze what changed since and
+the deletion of what went (ferry.hosts.tree_copy). The streams of the freeze are started (armed)
+before it, so that the freeze pays only for the bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 from ferry.api import Transfer
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.runc import WORK_ROOT
 from ferry.hosts.streams import Stream
+from ferry.hosts.tree_copy import Baseline
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
@@ -37,7 +40,7 @@ class ContainerFiles:
         self.shared = ctx.request.spec.transfer is Transfer.SHARED_DIRECTORY
         self._paths: TransferPaths | None = None
         self._volume_copies: list[VolumeCopy] | None = None
-        self._volumes_since: str | None = None  # after a restart: every volume is sent whole
+        self._baselines: dict[str, Baseline] = {}  # by volume; after a restart: none, volumes go whole
         self._relays: dict[str, Stream] | None = None
 
     @property
@@ -96,14 +99,15 @@ class ContainerFiles:
         return self._paths
 
     def copy_volumes_before_the_freeze(self, metrics: Metrics) -> None:
-        """The bulk of each local volume moves while the workload runs; the freeze sends what changed."""
-        self._volumes_since = self.source.trees.clock()
-        metrics.volume_bytes = sum(
-            self.source.trees.relay(
-                v.source_dir, self.target.trees, v.target_dir, fresh=False, armed=False
-            ).fire()
-            for v in self._volumes()
-        )
+        """The bulk of each local volume moves while the workload runs; the freeze sends what changed
+        and deletes what went."""
+        metrics.volume_bytes = 0
+        for v in self._volumes():
+            listing = f"{WORK_ROOT}/{self.uid}/volumes/{v.name}"  # on the source, removed with the work files
+            moved, self._baselines[v.name] = self.source.trees.mirror_bulk(
+                v.source_dir, self.target.trees, v.target_dir, listing, tag=self.uid
+            )
+            metrics.volume_bytes += moved
 
     def arm(self) -> None:
         """Starts the copies of the freeze (checkpoint, writable layer, what changed in volumes),
@@ -122,14 +126,8 @@ class ContainerFiles:
     def _armed_relays(self) -> dict[str, Stream]:
         source, target, paths = self.source, self.target, self.paths()
         relays: dict[str, Stream] = {
-            f"volume:{v.name}": source.trees.relay(
-                v.source_dir,
-                target.trees,
-                v.target_dir,
-                fresh=False,
-                armed=True,
-                changed_since=self._volumes_since,
-                tag=self.uid,
+            f"volume:{v.name}": source.trees.mirror_final(
+                v.source_dir, target.trees, v.target_dir, self._baselines.get(v.name), tag=self.uid
             )
             for v in self._volumes()
         }
