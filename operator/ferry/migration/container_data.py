@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ferry.migration.errors import Problem
+
 
 @dataclass(frozen=True)
 class VolumeCopy:
@@ -14,12 +16,36 @@ class VolumeCopy:
 
 
 def local_volumes(source_info: dict[str, Any], target_info: dict[str, Any]) -> list[VolumeCopy]:
-    """Named volumes of the `local` driver, paired with the twin container's volume of that name."""
-    targets = {m["Name"]: m["Source"] for m in target_info.get("Mounts") or [] if m.get("Type") == "volume"}
+    """Volumes of the `local` driver, each paired with the twin container's volume mounted at the same
+    place: the namesake of a named volume, the new volume Docker made for an anonymous one."""
+    targets = {
+        m["Destination"]: m["Source"] for m in target_info.get("Mounts") or [] if m.get("Type") == "volume"
+    }
+    copies = {}
+    for mount in _local_volume_mounts(source_info):
+        name, place = mount["Name"], mount["Destination"]
+        if place not in targets:
+            raise Problem("VolumeMissing", f"the twin has no volume at {place} to copy volume {name} into")
+        copies[name] = VolumeCopy(name, mount["Source"], targets[place])
+    return list(copies.values())  # a volume mounted at two places is copied once
+
+
+def named_volumes(info: dict[str, Any]) -> list[str]:
+    """The local volumes the container mounts by name: the twin mounts their namesakes on the target.
+    An anonymous volume (`-v /data`) is named nowhere in the configuration: the twin gets a new one."""
+    host_config = info["HostConfig"]
+    named = {bind.split(":")[0] for bind in host_config.get("Binds") or [] if not bind.startswith("/")}
+    named |= {
+        m["Source"] for m in host_config.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Source")
+    }
+    return sorted({m["Name"] for m in _local_volume_mounts(info) if m["Name"] in named})
+
+
+def _local_volume_mounts(info: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        VolumeCopy(m["Name"], m["Source"], targets[m["Name"]])
-        for m in source_info.get("Mounts") or []
-        if m.get("Type") == "volume" and m.get("Driver", "local") == "local" and m["Name"] in targets
+        m
+        for m in info.get("Mounts") or []
+        if m.get("Type") == "volume" and m.get("Driver", "local") == "local"
     ]
 
 
