@@ -17,7 +17,8 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.runc import WORK_ROOT
 from ferry.hosts.streams import Stream
 from ferry.hosts.tree_copy import Baseline
-from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
+from ferry.migration.container_config import MIGRATION_LABEL
+from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes, named_volumes
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.state import Metrics
@@ -81,6 +82,25 @@ class ContainerFiles:
                 "transfer: SharedDirectory needs spec.sharedDirectory on both DockerHosts",
             )
         return found[0], found[1]
+
+    # -- on the target, before the twin is made
+
+    def make_target_volumes(self, info: dict[str, Any]) -> None:
+        """The twin's named volumes, made new and labelled with this migration, so that a failure or
+        a rollback removes them and a resumed migration knows them as its own."""
+        for name in named_volumes(info):
+            made = self.target.engine.create_volume(name, {MIGRATION_LABEL: self.uid})
+            if (made.get("Labels") or {}).get(MIGRATION_LABEL) != self.uid:  # Docker gave the one there
+                raise Problem(
+                    "VolumeExists",
+                    f"volume {name} appeared on {self.target.name} after the checks; ferry never copies "
+                    "into a volume holding data of its own",
+                )
+
+    def remove_target_volumes(self) -> None:
+        """The named volumes made for the twin (its anonymous ones go with it)."""
+        for name in self.target.engine.volumes_labelled(MIGRATION_LABEL, self.uid):
+            self.target.engine.remove_volume(name)
 
     # -- before the freeze, once both containers exist
 
