@@ -424,6 +424,7 @@ def preflight_facts(**overrides: Any) -> Facts:
         "target": "node2",
         "live": True,
         "ports": [("tcp", 8080)],
+        "port_ranges": [],
         "published_on_target": {},
         "listening_on_target": {("tcp", 22)},
         "image": "busybox",

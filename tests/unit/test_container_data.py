@@ -11,6 +11,7 @@ from ferry.migration.container_data import (
     bind_sources,
     local_volumes,
     named_volumes,
+    published_port_ranges,
     published_ports,
 )
 from ferry.migration.errors import Problem
@@ -127,3 +128,13 @@ def test_named_volumes_are_the_local_ones_the_configuration_names() -> None:
     }
 
     assert named_volumes(info) == ["data", "logs"]
+
+
+def test_a_port_published_on_a_range_of_host_ports_is_told_apart() -> None:
+    info = {
+        "HostConfig": {
+            "PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}], "53/udp": [{"HostPort": "53"}]}
+        }
+    }
+
+    assert (published_ports(info), published_port_ranges(info)) == ([("udp", 53)], ["80/tcp on 8000-8010"])

@@ -55,12 +55,27 @@ def bind_sources(info: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def published_ports(info: dict[str, Any]) -> list[tuple[str, int]]:
-    """(protocol, host port) of every port the container publishes."""
+    """(protocol, host port) of every port the container publishes on one host port."""
     return sorted(
         {
-            (spec.split("/")[-1], int(binding["HostPort"]))
-            for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
-            for binding in bindings or []
-            if binding.get("HostPort")
+            (spec.split("/")[-1], int(host_port))
+            for spec, host_port in _host_ports(info)
+            if host_port.isdigit()
         }
     )
+
+
+def published_port_ranges(info: dict[str, Any]) -> list[str]:
+    """Each port published on a range of host ports (`-p 8000-8010:80`), as "80/tcp on 8000-8010":
+    Docker binds whichever port of the range is free at each start."""
+    return sorted(f"{spec} on {host_port}" for spec, host_port in _host_ports(info) if "-" in host_port)
+
+
+def _host_ports(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(container port/protocol, host port as Docker keeps it) of every published port."""
+    return [
+        (spec, str(binding["HostPort"]))
+        for spec, bindings in (info["HostConfig"].get("PortBindings") or {}).items()
+        for binding in bindings or []
+        if binding.get("HostPort")
+    ]

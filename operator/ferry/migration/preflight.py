@@ -21,7 +21,7 @@ from ferry.hosts import facts
 from ferry.hosts.criu import CriuCheck
 from ferry.hosts.docker_host import DockerHost
 from ferry.migration.container_config import BUILTIN_NETWORKS, MIGRATION_LABEL
-from ferry.migration.container_data import named_volumes, published_ports
+from ferry.migration.container_data import named_volumes, published_port_ranges, published_ports
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.phases import Outcome, Phase
@@ -44,6 +44,7 @@ class Facts:
     target: str
     live: bool
     ports: list[tuple[str, int]]  # (protocol, host port) the container publishes
+    port_ranges: list[str]  # ports it publishes on a range of host ports ("80/tcp on 8000-8010")
     published_on_target: dict[tuple[str, int], str]  # by the running containers there: their names
     listening_on_target: set[tuple[str, int]]  # sockets of any process there (docker-proxy included)
     image: str
@@ -98,6 +99,7 @@ def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live
         target=target.name,
         live=live,
         ports=published_ports(info),
+        port_ranges=published_port_ranges(info),
         published_on_target=facts.published_by_containers(target),
         listening_on_target=facts.listening_ports(target),
         image=info["Config"]["Image"],
@@ -150,6 +152,20 @@ def ports_free(f: Facts) -> Check:
         )
     listed = ", ".join(f"{port}/{protocol}" for protocol, port in f.ports) or "none"
     return Check("PortsFree", True, f"the ports the container publishes are free on {f.target}: {listed}")
+
+
+def ports_single(f: Facts) -> Check | None:
+    """A port published on a range may be bound to another port of it on the target."""
+    if not f.port_ranges:
+        return None
+    return Check(
+        "PortRanges",
+        False,
+        f"the container publishes {', '.join(f.port_ranges)} (a range of host ports): Docker binds "
+        f"whichever port of a range is free when it starts, so on {f.target} clients could find it on "
+        "another port; publish each port on one host port to move the container",
+        "PortRange",
+    )
 
 
 def target_disk_space(f: Facts) -> Check:
@@ -285,6 +301,7 @@ def volumes_new(f: Facts) -> Check | None:
 
 RULES: tuple[Callable[[Facts], Check | None], ...] = (
     ports_free,
+    ports_single,
     target_disk_space,
     source_disk_space,
     target_memory,
