@@ -56,18 +56,13 @@ exec tar --null --no-recursion -T "$listing.send" "$@" -cf -
 # The final round on the target: deletes what went, then unpacks. Every path deleted is one the
 # target's own listing found after the bulk round (`find` does not descend into links), and nothing
 # changes the target between that listing and this, so every directory on the way is a real one:
-# `rm` follows no link out of the directory.
-UNPACK_CHANGES = r"""set -e
-directory=$1; shift
-cd -- "$directory"
-read -r size
-gone=$(mktemp)
-trap 'rm -f -- "$gone"' EXIT
-head -c "$size" > "$gone"
-[ "$(wc -c < "$gone")" = "$size" ] || { echo "ferry: the list of deletions was cut short" >&2; exit 1; }
-xargs -0 -r rm -rf -- < "$gone"
-"$@"
-"""
+# `rm` follows no link out of the directory. One line: a direct stream's key forces it.
+UNPACK_CHANGES = (
+    'set -e; cd -- "$1"; shift; read -r size; gone=$(mktemp); trap \'rm -f -- "$gone"\' EXIT; '
+    'head -c "$size" > "$gone"; [ "$(wc -c < "$gone")" = "$size" ] || '
+    '{ echo "ferry: the list of deletions was cut short" >&2; exit 1; }; '
+    'xargs -0 -r rm -rf -- < "$gone"; "$@"'
+)
 
 
 @dataclass(frozen=True)
