@@ -193,9 +193,8 @@ def final_commands(source_dir: str, target_dir: str, baseline: Baseline | None) 
     """The final round: from the baseline, what changed and what went; without, everything."""
     if baseline is None:
         return CopyCommands(_pack(source_dir), _unpack_emptied(target_dir))
-    since = (
-        f"{float(baseline.since) - CHANGE_TIME_MARGIN_SECONDS:.9f}"  # file times lag `date`: the coarse clock
-    )
+    # File times come from the kernel's coarse clock (a tick behind `date`): a second of margin.
+    since = f"{float(baseline.since) - CHANGE_TIME_MARGIN_SECONDS:.9f}"
     return CopyCommands(
         ["sh", "-c", PACK_CHANGES, "ferry-pack-changes", source_dir, since, baseline.listing, *TAR_OPTIONS],
         ["sh", "-c", UNPACK_CHANGES, "ferry-unpack-changes", target_dir, *_untar(target_dir)],
