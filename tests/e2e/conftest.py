@@ -30,17 +30,21 @@ def lab() -> Lab:
 
 @pytest.fixture(autouse=True)
 def remove_new_containers(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Containers a test starts are removed after it, so that later tests run on a quiet lab."""
+    """Containers a test starts, then the volumes it makes, are removed after it, so that later tests
+    run on a quiet lab."""
     if "lab" not in request.fixturenames:
         yield
         return
     lab: Lab = request.getfixturevalue("lab")
-    before = {host: lab.container_names(host) for host in HOSTS}
+    before = {host: (lab.container_names(host), lab.volume_names(host)) for host in HOSTS}
     yield
     for host in HOSTS:
-        new = sorted(lab.container_names(host) - before[host])
+        new = sorted(lab.container_names(host) - before[host][0])
         if new:
             lab.docker(host, "rm", "-f", *new, check=False)
+        made = sorted(lab.volume_names(host) - before[host][1])
+        if made:
+            lab.docker(host, "volume", "rm", "-f", *made, check=False)
 
 
 @pytest.fixture(scope="session")

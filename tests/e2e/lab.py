@@ -79,6 +79,18 @@ class Lab:
         found = self.docker(host, "inspect", "-f", "{{.State.Running}}", name, check=False)
         return found.returncode == 0 and found.stdout.strip() == "true"
 
+    def volume_names(self, host: str) -> set[str]:
+        return set(self.docker(host, "volume", "ls", "-q").stdout.split())
+
+    def volume_path(self, host: str, volume: str) -> Path:
+        """Where the volume's content is; the lab's hosts share one filesystem with the tests."""
+        return Path(self.docker(host, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip())
+
+    def volume_at(self, host: str, container: str, destination: str) -> str:
+        """The name of the volume mounted at `destination` in the container."""
+        mounts = json.loads(self.docker(host, "inspect", "-f", "{{json .Mounts}}", container).stdout)
+        return str(next(m["Name"] for m in mounts if m["Destination"] == destination))
+
     def image_ids(self, host: str) -> set[str]:
         return set(self.docker(host, "images", "-q", "--no-trunc").stdout.split())
 

@@ -153,6 +153,17 @@ BAD_INPUTS = [
         migration_spec(sourceHost="node2"),
         "sourceHost and targetHost must differ",
     ),
+    # -- Migration: combinations that cannot work
+    bad_migration(
+        "cold-through-sharedDirectory",
+        migration_spec(strategy="Cold", transfer="SharedDirectory"),
+        "transfer SharedDirectory passes a checkpoint, which strategy Cold does not take",
+    ),
+    bad_migration(
+        "redirect-of-a-process",
+        migration_spec(workload={"process": {"pid": 42}}, redirect=True),
+        "redirect applies to a container workload",
+    ),
     # -- Migration: enums (case-sensitive)
     bad_migration("strategy-Warm", migration_spec(strategy="Warm"), "spec.strategy", "Unsupported value"),
     bad_migration(
@@ -400,6 +411,28 @@ def test_a_valid_minimal_migration_and_docker_host_are_accepted_with_defaults(la
         "maxConcurrentMigrations": 2,
         "allowedNamespaces": ["*"],
     }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        migration_spec(strategy="Cold"),
+        migration_spec(transfer="SharedDirectory", redirect=True),
+        migration_spec(workload={"process": {"pid": 4194303}}, redirect=False),  # a PID no lab process has
+    ],
+    ids=["cold-through-a-stream", "live-through-sharedDirectory-redirected", "process-not-redirected"],
+)
+def test_the_neighbours_of_the_refused_combinations_are_accepted(lab: Lab, spec: dict[str, Any]) -> None:
+    """The combination rules refuse what cannot work, and nothing next to it."""
+    name = unique("admission-ok")
+    try:
+        result = lab.kubectl(
+            "apply", "-f", "-", input=Resource("Migration", spec).manifest(name), check=False
+        )
+    finally:
+        lab.kubectl("delete", "migration", name, "-n", "default", "--ignore-not-found", check=False)
+
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_migration_spec_cannot_be_edited_after_creation(lab: Lab) -> None:

@@ -33,3 +33,31 @@ def test_a_volume_link_swapped_for_a_directory_before_the_freeze_writes_nothing_
         for host in ("node1", "node2"):
             lab.docker(host, "rm", "-f", counter.name, check=False)
             lab.docker(host, "volume", "rm", "-f", volume, check=False)
+
+
+def test_a_volume_directory_swapped_for_a_link_before_the_freeze_deletes_nothing_through_it(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    """What went from the directory is deleted on the target before the link arrives there: the
+    deletion never goes through the link to the host's own files."""
+    escape = Path("/tmp") / unique("ferry-escape")
+    escape.mkdir()
+    (escape / "x").write_text("the host's own file")
+    volume = unique("vol")
+    counter = Counter(lab, prefix="hostile", docker_args=["-v", f"{volume}:/data"])
+    try:
+        lab.docker("node1", "exec", counter.name, "sh", "-c", "mkdir /data/d && echo copied > /data/d/x")
+        name = unique("mig-hostile")
+        lab.migration(name, counter.name, target="node2", pauses="Checkpointing=4")
+        lab.wait_for_phase(name, "Checkpointing")  # /data/d/x is on node2; its deletion waits for the freeze
+        lab.docker("node1", "exec", counter.name, "sh", "-c", f"rm -r /data/d && ln -s {escape} /data/d")
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert [(path.name, path.read_text()) for path in escape.iterdir()] == [("x", "the host's own file")]
+        assert lab.docker("node2", "exec", counter.name, "readlink", "/data/d").stdout.strip() == str(escape)
+        assert counter.assert_runs_once_and_continuous() == "node2"
+    finally:
+        shutil.rmtree(escape, ignore_errors=True)
+        for host in ("node1", "node2"):
+            lab.docker(host, "rm", "-f", counter.name, check=False)
+            lab.docker(host, "volume", "rm", "-f", volume, check=False)

@@ -128,3 +128,23 @@ def test_live_refuses_a_stopped_container_pointing_at_cold(lab: Lab, operator: O
     assert "strategy: Cold" in status["message"]
     assert container in lab.container_names("node1")
     assert container not in lab.container_names("node2")
+
+
+def test_a_port_published_on_a_range_of_host_ports_fails_before_the_freeze_naming_it(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    first = free_port(lab)
+    ports = f"{first}-{first + 2}"
+    counter, name = Counter(lab, docker_args=("-p", f"{ports}:80")), unique("mig-port-range")
+    volumes = lab.volume_names("node2")
+
+    lab.migration(name, counter.name, target="node2")
+    status = lab.wait_until(name)["status"]
+
+    assert status["phase"] == "Failed", status
+    assert condition(status, "Failed")["reason"] == "PortRange"
+    assert status["message"].startswith(f"the container publishes 80/tcp on {ports} (a range of host ports)")
+    assert "Checkpointing" not in phases(status)
+    assert counter.assert_runs_once_and_continuous() == "node1"
+    assert counter.name not in lab.container_names("node2")
+    assert lab.volume_names("node2") == volumes

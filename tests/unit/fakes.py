@@ -32,12 +32,15 @@ IMAGE_ID = "sha256:b0b0"
 
 
 class FakeEngine:
-    """A Docker Engine that keeps containers and checkpoints in dicts; `failing` makes a call raise."""
+    """A Docker Engine that keeps containers, checkpoints and volumes in dicts; `failing` makes a call
+    raise."""
 
     def __init__(self, host: str, calls: list[str]) -> None:
         self.host = host
         self.containers: dict[str, dict[str, Any]] = {}
         self.checkpoints: dict[str, set[str]] = {}
+        self.volumes: dict[str, dict[str, str]] = {}  # name -> labels
+        self.anonymous_volumes: dict[str, list[str]] = {}  # container -> the volumes `rm -v` removes
         self.images: dict[str, dict[str, Any]] = {}
         self.networks = {"bridge", "host", "none"}
         self.architecture = "x86_64"  # as `docker info` says it
@@ -130,18 +133,42 @@ class FakeEngine:
         self._call("delete_checkpoint", container_id)
         self.checkpoints.get(container_id, set()).discard(name)
 
-    def remove_container(self, container_id: str) -> None:
+    def remove_container(self, container_id: str, *, volumes: bool = False) -> None:
         self._call("remove_container", container_id)
         self.containers.pop(container_id, None)
         self.checkpoints.pop(container_id, None)
+        for name in self.anonymous_volumes.pop(container_id, []) if volumes else []:
+            self.volumes.pop(name, None)
+
+    def create_container(self, name: str, body: dict[str, Any]) -> str:
+        self._call("create_container", name)
+        self.containers[name] = {"Id": name, "Name": f"/{name}", "Config": {"Labels": body["Labels"]}}
+        return name
+
+    def find_volume(self, name: str) -> dict[str, Any] | None:
+        self._call("find_volume", name)
+        return {"Name": name, "Labels": self.volumes[name]} if name in self.volumes else None
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        """As Docker: the volume there already, if there is one, with its own labels."""
+        self._call("create_volume", name)
+        return {"Name": name, "Labels": self.volumes.setdefault(name, dict(labels))}
+
+    def volumes_labelled(self, key: str, value: str) -> list[str]:
+        self._call("volumes_labelled", value)
+        return sorted(name for name, labels in self.volumes.items() if labels.get(key) == value)
+
+    def remove_volume(self, name: str) -> None:
+        self._call("remove_volume", name)
+        self.volumes.pop(name, None)
 
     def start(self, container_id: str, checkpoint: str | None = None) -> None:
         self._call("start", container_id)
         state = self.inspect_container(container_id)["State"]
         state["Running"], state["Status"] = True, "running"
 
-    def _call(self, name: str, container_id: str) -> None:
-        self.calls.append(f"{self.host}:{name}:{container_id}")
+    def _call(self, name: str, subject: str) -> None:
+        self.calls.append(f"{self.host}:{name}:{subject}")
         if name in self.failing:
             raise self.failing[name]
 
@@ -397,6 +424,7 @@ def preflight_facts(**overrides: Any) -> Facts:
         "target": "node2",
         "live": True,
         "ports": [("tcp", 8080)],
+        "port_ranges": [],
         "published_on_target": {},
         "listening_on_target": {("tcp", 22)},
         "image": "busybox",
@@ -411,6 +439,8 @@ def preflight_facts(**overrides: Any) -> Facts:
         "criu": {"node1": CriuCheck(0, "Looks good."), "node2": CriuCheck(0, "Looks good.")},
         "networks": [],
         "target_networks": {"bridge", "host", "none"},
+        "volumes": [],
+        "volumes_on_target": [],
         **overrides,
     }
     return Facts(**values)

@@ -10,13 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from ferry.hosts.tree_copy import _pack, _unpack
+from ferry.hosts.tree_copy import Baseline, CopyCommands, bulk_commands, final_commands, listing_commands
+
+
+def run(commands: CopyCommands) -> None:
+    """The producer piped into the consumer, as a stream between two hosts does."""
+    producer = subprocess.Popen(commands.producer, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    subprocess.run(commands.consumer, stdin=producer.stdout, check=True, capture_output=True)
+    assert producer.wait() == 0
+
+
+def listing_of(target: Path) -> Path:
+    """Where the source keeps the list of what the target holds (beside the test's directories)."""
+    return target.parent / "work" / "listing"
 
 
 def copy(source: Path, target: Path, since: str | None = None) -> None:
-    producer = subprocess.Popen(_pack(str(source), since), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    subprocess.run(_unpack(str(target), fresh=False), stdin=producer.stdout, check=True, capture_output=True)
-    assert producer.wait() == 0
+    """The bulk round (and the target's listing), or with `since` the final round from it."""
+    if since is None:
+        run(bulk_commands(str(source), str(target)))
+        run(listing_commands(str(target), str(listing_of(target))))
+    else:
+        run(final_commands(str(source), str(target), Baseline(since, str(listing_of(target)))))
 
 
 @pytest.fixture
@@ -97,3 +112,51 @@ def test_a_huge_name_is_copied_without_escaping(dirs: tuple[Path, Path, Path]) -
     copy(source, target)
     assert list(outside.iterdir()) == []
     assert sum(1 for _ in target.rglob("f" * 255)) == 1
+
+
+def test_a_directory_swapped_for_a_link_after_the_bulk_copy_deletes_nothing_through_it(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    source, target, outside = dirs
+    (source / "d").mkdir()
+    (source / "d" / "x").write_text("in the volume")
+    (outside / "x").write_text("outside")
+    copy(source, target)
+    since = moment()
+    (source / "d" / "x").unlink()
+    (source / "d").rmdir()
+    (source / "d").symlink_to(outside)  # ./d/x went: its deletion must not go through the link
+    copy(source, target, since)
+    assert (outside / "x").read_text() == "outside"
+    assert os.readlink(target / "d") == str(outside)
+
+
+def test_names_a_shell_would_misread_are_deleted_and_renamed_exactly(dirs: tuple[Path, Path, Path]) -> None:
+    source, target, outside = dirs
+    names = ["-rf", "a\nb", "back\\slash", "* glob ?", "quote'\"", "$(touch pwned)", " space "]
+    for name in names:
+        (source / name).write_text(name)
+    (outside / "a").write_text("outside")
+    copy(source, target)
+    since = moment()
+    for index, name in enumerate(names):
+        if index % 2:
+            (source / name).unlink()
+        else:
+            (source / name).rename(source / f"{name}\n-renamed")
+    copy(source, target, since)
+    assert sorted(path.name for path in target.iterdir()) == sorted(path.name for path in source.iterdir())
+    assert all((target / path.name).read_text() == path.read_text() for path in source.iterdir())
+    assert [path.name for path in outside.iterdir()] == ["a"]
+    assert not any((directory / "pwned").exists() for directory in dirs)
+
+
+def test_a_list_of_deletions_cut_short_deletes_nothing(dirs: tuple[Path, Path, Path]) -> None:
+    source, target, _ = dirs
+    (target / "a").write_text("kept")
+    consumer = final_commands(str(source), str(target), Baseline("0", str(listing_of(target)))).consumer
+
+    received = subprocess.run(consumer, input=b"10\n./a\0", capture_output=True)
+
+    assert received.returncode != 0 and b"cut short" in received.stderr
+    assert (target / "a").read_text() == "kept"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ferry.hosts.peer_stream import authorized_line, new_key
+import pytest
+
+from ferry.hosts.peer_stream import RECEIVE, authorized_line, new_key
+from ferry.hosts.tree_copy import Baseline, _unpack, bulk_commands, final_commands
 
 UNTIL = datetime(2026, 11, 26, 3, 4, tzinfo=UTC)
 
@@ -32,3 +35,18 @@ def test_new_keys_are_fresh_ed25519_keys_with_the_comment() -> None:
     assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert private != other_private
     assert public.startswith("ssh-ed25519 ") and public.endswith(" ferry:uid:abc")
+
+
+@pytest.mark.parametrize(
+    "consumer",
+    [
+        _unpack("/t", fresh=True),
+        bulk_commands("/s", "/t").consumer,
+        final_commands("/s", "/t", None).consumer,
+        final_commands("/s", "/t", Baseline("1700000000.0", "/l")).consumer,
+    ],
+    ids=["fresh", "bulk-round", "final-round-whole", "final-round-changes"],
+)
+def test_every_receiving_end_a_key_may_force_fits_on_one_authorized_keys_line(consumer: list[str]) -> None:
+    line = authorized_line("k", [*RECEIVE, *consumer], None, UNTIL)
+    assert "\n" not in line and "\r" not in line

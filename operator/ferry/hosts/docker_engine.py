@@ -233,11 +233,38 @@ class DockerEngine:
         what = f"updating container {container_id[:12]}"
         self._call(what, self.api.update_container, container_id, restart_policy=dict(policy))
 
-    def remove_container(self, container_id: str) -> None:
+    def remove_container(self, container_id: str, *, volumes: bool = False) -> None:
+        """Removes the container, running or not; with `volumes`, its anonymous volumes too (`rm -v`)."""
         with contextlib.suppress(NotFound):
             self._call(
-                f"removing container {container_id[:12]}", self.api.remove_container, container_id, force=True
+                f"removing container {container_id[:12]}",
+                self.api.remove_container,
+                container_id,
+                v=volumes,
+                force=True,
             )
+
+    def find_volume(self, name: str) -> dict[str, Any] | None:
+        try:
+            return cast(dict[str, Any], self._call(f"volume {name}", self.api.inspect_volume, name))
+        except NotFound:
+            return None
+
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+        """A local volume; Docker returns the volume of that name instead when one exists (with its
+        own labels)."""
+        return cast(
+            dict[str, Any],
+            self._call(f"creating volume {name}", self.api.create_volume, name, labels=dict(labels)),
+        )
+
+    def volumes_labelled(self, key: str, value: str) -> list[str]:
+        found = self._call("docker volume ls", self.api.volumes, filters={"label": f"{key}={value}"})
+        return [str(volume["Name"]) for volume in found.get("Volumes") or []]
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(NotFound):  # already gone
+            self._call(f"removing volume {name}", self.api.remove_volume, name)
 
     def create_checkpoint(self, container_id: str, name: str, *, exit: bool = True) -> None:
         self._call(

@@ -131,10 +131,13 @@ class DockerCheckpoints:
         self.remove_files()
 
     def remove_files(self) -> None:
-        """Stream keys and a prepared restore on the target (once): direct streams serve every
-        mechanism, so their keys go whatever the path."""
+        """The work files on the source (the volumes' listings, the runc dump's), stream keys and a
+        prepared restore on the target (once): direct streams serve every mechanism, so their keys
+        go whatever the path."""
         if self._files_removed:
             return
+        if self.state.mechanism is not None:  # chosen once the preflight passed: files may exist since
+            self.source.files.remove_tree(f"{WORK_ROOT}/{self.ctx.request.uid}")
         if self.state.target_host is not None:
             target, uid = self.target, self.ctx.request.uid
             if target.peer is not None:
@@ -243,12 +246,6 @@ class RuncCheckpoints(DockerCheckpoints):
         if self.state.phase is Phase.FAILED and self.state.source_container_id:
             self.give_back_restart_policy()
         super().ended()
-
-    def remove_files(self) -> None:
-        """Also the dump's work files on the source."""
-        if not self._files_removed and self.state.source_host is not None:
-            self.source.files.remove_tree(f"{WORK_ROOT}/{self.ctx.request.uid}")
-        super().remove_files()
 
 
 class ColdStop(DockerCheckpoints):

@@ -27,7 +27,7 @@ from ferry.migration.checkpoints import (
     RuncCheckpoints,
     choose_mechanism,
 )
-from ferry.migration.container_config import clone_create_body
+from ferry.migration.container_config import MIGRATION_LABEL, clone_create_body
 from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
 from ferry.migration.continuity import ClientContinuity
@@ -39,7 +39,6 @@ from ferry.migration.steps import MigrationSteps, unfinished
 
 log = logging.getLogger(__name__)
 
-MIGRATION_LABEL = "ferry.dev/migration"
 STOPPED = ("created", "exited")  # what strategy: Cold moves as it is, stopped
 
 
@@ -141,7 +140,12 @@ class ContainerMigration(MigrationSteps):
         )
         if isinstance(self.checkpoints, RuncCheckpoints):
             body["HostConfig"]["Runtime"] = RUNTIME_NAME  # its create restores; otherwise it is runc
-        return self.target.engine.create_container(name, body)
+        try:
+            self.files.make_target_volumes(info)
+            return self.target.engine.create_container(name, body)
+        except (HostError, Problem):
+            self.attempt(f"removing the volumes made on {self.target.name}", self.files.remove_target_volumes)
+            raise
 
     # -- Checkpointing: the freeze; downtime starts.
 
@@ -246,6 +250,10 @@ class ContainerMigration(MigrationSteps):
         self.state.metrics.downtime_ms = milliseconds(self.state.frozen_at, now())
         self._check_restored(self.source, source_id)
         not_done = self.attempt(f"letting held connections go on {self.source.name}", self.continuity.release)
+        # Once the source runs: a volume that cannot go must not keep the workload down.
+        not_done += self.attempt(
+            f"removing the volumes copied to {self.target.name}", self.files.remove_target_volumes
+        )
         for what, step in self.checkpoints.after_rollback():
             not_done += self.attempt(what, step)
         not_done += self.attempt("removing the fast path's files", self.checkpoints.remove_files)
@@ -254,16 +262,21 @@ class ContainerMigration(MigrationSteps):
     def _remove_target_before_rollback(self) -> None:
         """The target must not run before the source does; a target never started cannot."""
         try:
-            self.target_cleanup()
+            self._remove_target_container()
         except HostError as error:
             if self.state.restore_requested:
                 raise  # it may run there: retried, and never restarted on the source until we know
             log.warning("leaving the never-started container on %s: %s", self.state.target_host, error)
 
     def target_cleanup(self) -> None:
-        """Removes what this migration made on the target (the container and its checkpoint)."""
+        """Removes what this migration made on the target: the container (its checkpoint and
+        anonymous volumes with it), then the named volumes made for it."""
+        self._remove_target_container()
+        self.files.remove_target_volumes()
+
+    def _remove_target_container(self) -> None:
         if self.state.target_container_id is not None:
-            self.target.engine.remove_container(self.state.target_container_id)
+            self.target.engine.remove_container(self.state.target_container_id, volumes=True)
 
     def _why_the_source_cannot_come_back(self, source_id: str) -> str | None:
         info = self.source.engine.find_container(source_id)

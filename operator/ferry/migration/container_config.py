@@ -12,6 +12,7 @@ CONFIG_FIELDS = (
     "WorkingDir", "Entrypoint", "NetworkDisabled", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell",
 )  # fmt: skip
 BUILTIN_NETWORKS = frozenset({"default", "bridge", "host", "none"})
+MIGRATION_LABEL = "ferry.dev/migration"  # on what a migration makes on the target: its uid
 
 
 def clone_create_body(

@@ -1,8 +1,9 @@
 """What of a container moves as files: its writable layer, its local volumes, and the checkpoint's
 images, streamed host to host or passed through a shared directory.
 
-Volumes move in bulk while the workload runs; at the freeze only what changed since goes. The
-streams of the freeze are started (armed) before it, so that the freeze pays only for the bytes.
+Volumes are mirrored: in bulk while the workload runs, then at the freeze what changed since and
+the deletion of what went (ferry.hosts.tree_copy). The streams of the freeze are started (armed)
+before it, so that the freeze pays only for the bytes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any
 
 from ferry.api import Transfer
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.runc import WORK_ROOT
 from ferry.hosts.streams import Stream
-from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes
+from ferry.hosts.tree_copy import Baseline
+from ferry.migration.container_config import MIGRATION_LABEL
+from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes, named_volumes
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.state import Metrics
@@ -37,7 +41,7 @@ class ContainerFiles:
         self.shared = ctx.request.spec.transfer is Transfer.SHARED_DIRECTORY
         self._paths: TransferPaths | None = None
         self._volume_copies: list[VolumeCopy] | None = None
-        self._volumes_since: str | None = None  # after a restart: every volume is sent whole
+        self._baselines: dict[str, Baseline] = {}  # by volume; after a restart: none, volumes go whole
         self._relays: dict[str, Stream] | None = None
 
     @property
@@ -79,6 +83,25 @@ class ContainerFiles:
             )
         return found[0], found[1]
 
+    # -- on the target, before the twin is made
+
+    def make_target_volumes(self, info: dict[str, Any]) -> None:
+        """The twin's named volumes, made new and labelled with this migration, so that a failure or
+        a rollback removes them and a resumed migration knows them as its own."""
+        for name in named_volumes(info):
+            made = self.target.engine.create_volume(name, {MIGRATION_LABEL: self.uid})
+            if (made.get("Labels") or {}).get(MIGRATION_LABEL) != self.uid:  # Docker gave the one there
+                raise Problem(
+                    "VolumeExists",
+                    f"volume {name} appeared on {self.target.name} after the checks; ferry never copies "
+                    "into a volume holding data of its own",
+                )
+
+    def remove_target_volumes(self) -> None:
+        """The named volumes made for the twin (its anonymous ones go with it)."""
+        for name in self.target.engine.volumes_labelled(MIGRATION_LABEL, self.uid):
+            self.target.engine.remove_volume(name)
+
     # -- before the freeze, once both containers exist
 
     def paths(self) -> TransferPaths:
@@ -96,14 +119,15 @@ class ContainerFiles:
         return self._paths
 
     def copy_volumes_before_the_freeze(self, metrics: Metrics) -> None:
-        """The bulk of each local volume moves while the workload runs; the freeze sends what changed."""
-        self._volumes_since = self.source.trees.clock()
-        metrics.volume_bytes = sum(
-            self.source.trees.relay(
-                v.source_dir, self.target.trees, v.target_dir, fresh=False, armed=False
-            ).fire()
-            for v in self._volumes()
-        )
+        """The bulk of each local volume moves while the workload runs; the freeze sends what changed
+        and deletes what went."""
+        metrics.volume_bytes = 0
+        for v in self._volumes():
+            listing = f"{WORK_ROOT}/{self.uid}/volumes/{v.name}"  # on the source, removed with the work files
+            moved, self._baselines[v.name] = self.source.trees.mirror_bulk(
+                v.source_dir, self.target.trees, v.target_dir, listing, tag=self.uid
+            )
+            metrics.volume_bytes += moved
 
     def arm(self) -> None:
         """Starts the copies of the freeze (checkpoint, writable layer, what changed in volumes),
@@ -122,14 +146,8 @@ class ContainerFiles:
     def _armed_relays(self) -> dict[str, Stream]:
         source, target, paths = self.source, self.target, self.paths()
         relays: dict[str, Stream] = {
-            f"volume:{v.name}": source.trees.relay(
-                v.source_dir,
-                target.trees,
-                v.target_dir,
-                fresh=False,
-                armed=True,
-                changed_since=self._volumes_since,
-                tag=self.uid,
+            f"volume:{v.name}": source.trees.mirror_final(
+                v.source_dir, target.trees, v.target_dir, self._baselines.get(v.name), tag=self.uid
             )
             for v in self._volumes()
         }

@@ -27,6 +27,16 @@ def admit(ctx: MigrationContext) -> None:
         )
     if spec.workload.process is not None and spec.transfer is not Transfer.STREAM:
         raise Problem("NotSupported", "a plain process moves with transfer: Stream")
+    if spec.workload.process is not None and spec.redirect:
+        raise Problem(
+            "NotSupported", "redirect forwards a container's published ports: not for a plain process"
+        )
+    if spec.strategy is Strategy.COLD and spec.transfer is Transfer.SHARED_DIRECTORY:
+        raise Problem(
+            "NotSupported",
+            "transfer: SharedDirectory passes a checkpoint, which strategy: Cold does not take; "
+            "use transfer: Stream",
+        )
     container = spec.workload.container
     if container is None:
         state.source_host = spec.source_host

@@ -20,8 +20,8 @@ from typing import Any
 from ferry.hosts import facts
 from ferry.hosts.criu import CriuCheck
 from ferry.hosts.docker_host import DockerHost
-from ferry.migration.container_config import BUILTIN_NETWORKS
-from ferry.migration.container_data import published_ports
+from ferry.migration.container_config import BUILTIN_NETWORKS, MIGRATION_LABEL
+from ferry.migration.container_data import named_volumes, published_port_ranges, published_ports
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.phases import Outcome, Phase
@@ -44,6 +44,7 @@ class Facts:
     target: str
     live: bool
     ports: list[tuple[str, int]]  # (protocol, host port) the container publishes
+    port_ranges: list[str]  # ports it publishes on a range of host ports ("80/tcp on 8000-8010")
     published_on_target: dict[tuple[str, int], str]  # by the running containers there: their names
     listening_on_target: set[tuple[str, int]]  # sockets of any process there (docker-proxy included)
     image: str
@@ -58,6 +59,8 @@ class Facts:
     criu: dict[str, CriuCheck]  # by host name; empty when Cold
     networks: list[str]  # the user-defined networks the container is on
     target_networks: set[str]
+    volumes: list[str]  # the named local volumes the container mounts: made new on the target
+    volumes_on_target: list[str]  # those that exist there already (but not made by this migration)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def run(
 ) -> Outcome | None:
     """Checks everything before anything is made; records the report in the status. Raises the
     Problem of the failed checks; a dry run that passes ends here: its Outcome is Succeeded."""
-    found = gather(source, target, info, live=live)
+    found = gather(source, target, info, live=live, uid=ctx.request.uid)
     checks = evaluate(found)
     ctx.state.preflight = report(found, checks)
     failure = problem(checks)
@@ -84,16 +87,19 @@ def run(
     return None
 
 
-def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool) -> Facts:
-    """Reads the facts from both hosts; reads only."""
+def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool, uid: str) -> Facts:
+    """Reads the facts from both hosts; reads only. `uid` is the migration's: what it made on the
+    target before a restart is its own."""
     image_id: str = info["Image"]
     image = facts.image(source, image_id)
     networks = sorted(set(info.get("NetworkSettings", {}).get("Networks") or {}) - BUILTIN_NETWORKS)
+    volumes = named_volumes(info)
     return Facts(
         source=source.name,
         target=target.name,
         live=live,
         ports=published_ports(info),
+        port_ranges=published_port_ranges(info),
         published_on_target=facts.published_by_containers(target),
         listening_on_target=facts.listening_ports(target),
         image=info["Config"]["Image"],
@@ -108,7 +114,15 @@ def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live
         criu={host.name: host.criu.check() for host in (source, target)} if live else {},
         networks=networks,
         target_networks=target.engine.network_names() if networks else set(),
+        volumes=volumes,
+        volumes_on_target=[name for name in volumes if _made_by_another(target, name, uid)],
     )
+
+
+def _made_by_another(host: DockerHost, volume: str, uid: str) -> bool:
+    """The volume exists on the host, and not as one this migration made."""
+    found = host.engine.find_volume(volume)
+    return found is not None and (found.get("Labels") or {}).get(MIGRATION_LABEL) != uid
 
 
 def _disk(host: DockerHost) -> Disk:
@@ -138,6 +152,20 @@ def ports_free(f: Facts) -> Check:
         )
     listed = ", ".join(f"{port}/{protocol}" for protocol, port in f.ports) or "none"
     return Check("PortsFree", True, f"the ports the container publishes are free on {f.target}: {listed}")
+
+
+def ports_single(f: Facts) -> Check | None:
+    """A port published on a range may be bound to another port of it on the target."""
+    if not f.port_ranges:
+        return None
+    return Check(
+        "PortRanges",
+        False,
+        f"the container publishes {', '.join(f.port_ranges)} (a range of host ports): Docker binds "
+        f"whichever port of a range is free when it starts, so on {f.target} clients could find it on "
+        "another port; publish each port on one host port to move the container",
+        "PortRange",
+    )
 
 
 def target_disk_space(f: Facts) -> Check:
@@ -235,14 +263,39 @@ def networks_exist(f: Facts) -> Check:
     return Check("Networks", True, f"the networks the container is on exist on {f.target}: {listed}")
 
 
+def volumes_new(f: Facts) -> Check | None:
+    """A volume is copied into a new one only: never merged into what the target holds already."""
+    if not f.volumes:
+        return None
+    if f.volumes_on_target:
+        taken = ", ".join(f.volumes_on_target)
+        which = (
+            f"volumes {taken} already exist"
+            if len(f.volumes_on_target) > 1
+            else f"volume {taken} already exists"
+        )
+        return Check(
+            "Volumes",
+            False,
+            f"{which} on {f.target}, and ferry copies a volume only into a new one, never into one "
+            "holding data of its own: remove or rename it there, or choose another targetHost",
+            "VolumeExists",
+        )
+    return Check(
+        "Volumes", True, f"the volumes the container mounts are new to {f.target}: {', '.join(f.volumes)}"
+    )
+
+
 RULES: tuple[Callable[[Facts], Check | None], ...] = (
     ports_free,
+    ports_single,
     target_disk_space,
     source_disk_space,
     target_memory,
     criu_works,
     architecture_matches,
     networks_exist,
+    volumes_new,
 )
 
 
