@@ -3,9 +3,11 @@ as ferry.api reads them: the defaults, every field, and what is refused with the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ferry.api import DockerHostSpec, SpecError
 from ferry.workloads import DEFAULT_WORKLOADS, LabelRequirement, LabelSelector, ProcessSelector, WorkloadRule
@@ -163,3 +165,16 @@ def test_a_bad_workload_rule_or_allowance_is_refused_naming_the_field(
         parsed(**fields)
 
     assert field in str(raised.value)
+
+
+def test_the_sample_docker_host_is_read_with_its_rules() -> None:
+    sample = (
+        Path(__file__).resolve().parents[2] / "manifests" / "samples" / "ferry.dev_v1alpha1_dockerhost.yaml"
+    )
+
+    host = DockerHostSpec.from_resource("node1", yaml.safe_load(sample.read_text())["spec"])
+
+    assert host.workload_rules("default")[0].processes == ProcessSelector(
+        ("root",), ("/usr/local/bin/helloer",)
+    )
+    assert (host.allow_privileged, host.allow_host_paths, host.allow_devices) == (False, (), False)
