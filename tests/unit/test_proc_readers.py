@@ -13,6 +13,8 @@ from ferry.hosts import processes
 from ferry.hosts.files import HostFiles
 from ferry.hosts.ssh import CommandResult
 
+ROOT = (0, 0, 0, 0)
+
 
 class LocalCommands:
     """Runs argv here, as a host's SSH session would run it there."""
@@ -52,14 +54,31 @@ def test_a_process_that_does_not_exist_is_none() -> None:
 
 
 def test_a_deleted_executable_keeps_its_path_as_the_program() -> None:
-    info = processes.ProcessInfo(7, "/opt/app/bin/app (deleted)", "app", 7, {})
+    info = processes.ProcessInfo(7, "/opt/app/bin/app (deleted)", "app", 7, {}, ROOT)
 
     assert info.program == "/opt/app/bin/app"
 
 
 def test_a_process_without_an_executable_or_with_the_kernel_flag_is_a_kernel_thread() -> None:
-    assert processes.ProcessInfo(2, "", "kthreadd", 0, {}).kernel_thread
-    assert processes.ProcessInfo(9, "/x", "x", 0, {}, flags=0x00208040).kernel_thread
+    assert processes.ProcessInfo(2, "", "kthreadd", 0, {}, ROOT).kernel_thread
+    assert processes.ProcessInfo(9, "/x", "x", 0, {}, ROOT, flags=0x00208040).kernel_thread
+
+
+def test_a_process_whose_status_cannot_be_read_whole_is_none() -> None:
+    """It ended between two reads: its UIDs are missing, and none may be assumed."""
+
+    class Ending(LocalCommands):
+        def run(
+            self,
+            argv: Sequence[str],
+            *,
+            input: bytes | None = None,
+            timeout: float = 120.0,
+            check: bool = True,
+        ) -> CommandResult:
+            return CommandResult(0, b"/opt/app\napp\n7 0\n\nmnt:[1]\nmnt:[1]\n", b"")
+
+    assert processes.inspect_process(Ending(), 7) is None
 
 
 def test_user_names_are_read_from_the_hosts_passwd_and_unknown_uids_left_out() -> None:

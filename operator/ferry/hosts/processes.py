@@ -37,8 +37,8 @@ class ProcessInfo:
     command: str
     session: int
     open_fds: dict[int, str]
+    uids: tuple[int, int, int, int]  # real, effective, saved, filesystem
     flags: int = 0
-    uids: tuple[int, ...] = ()  # real, effective, saved, filesystem
     in_host_mount_namespace: bool = True  # False: it runs in a container
 
     @property
@@ -71,8 +71,11 @@ def inspect_process(host: Commands, pid: int) -> ProcessInfo | None:
     lines = result.text.splitlines()
     if result.exit_code != 0 or len(lines) < FIXED_LINES:
         return None
-    executable, command, session_flags, uids, namespace, host_namespace = lines[:FIXED_LINES]
-    session, flags = session_flags.split()
+    executable, command, session_flags, uid_line, namespace, host_namespace = lines[:FIXED_LINES]
+    numbers = session_flags.split() + uid_line.split()
+    if len(numbers) != 6 or not all(number.isdigit() for number in numbers):
+        return None  # it ended while it was read
+    session, flags, real, effective, saved, filesystem = map(int, numbers)
     fds = {}
     for line in lines[FIXED_LINES:]:
         number, _, target = line.partition(" -> ")
@@ -82,10 +85,10 @@ def inspect_process(host: Commands, pid: int) -> ProcessInfo | None:
         int(pid),
         executable,
         command,
-        int(session),
+        session,
         fds,
-        flags=int(flags),
-        uids=tuple(int(uid) for uid in uids.split()),
+        (real, effective, saved, filesystem),
+        flags=flags,
         in_host_mount_namespace=namespace == host_namespace,
     )
 
