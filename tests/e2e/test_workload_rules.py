@@ -196,43 +196,44 @@ def test_a_bind_mount_moves_to_a_target_that_allows_its_path(
 # -- processes
 
 
+@pytest.fixture
+def helloer(workdir: Path) -> Iterator[Helloer]:
+    """The helloer, counting on node1 (as root, from pytest's tmp_path under /tmp)."""
+    started = Helloer(workdir)
+    yield started
+    started.stop()
+
+
+def refused_helloer(lab: Lab, helloer: Helloer, target: str) -> str:
+    """Moves the helloer to `target`, which refuses it: it stays on node1, counting. The message."""
+    name = unique("mig-process-refused")
+    lab.migration(name, "", target=target, process={"pid": helloer.pid})
+    message = str(refused(lab, name, "WorkloadNotAllowed")["message"])
+    assert helloer.network_namespace() == lab_namespace(lab, "node1")
+    helloer.assert_continuous_and_counting()
+    return message
+
+
 def test_a_process_migration_to_a_host_without_a_process_rule_is_refused_naming_the_field(
-    lab: Lab, operator: OperatorProcess, alias: Alias, workdir: Path
+    lab: Lab, operator: OperatorProcess, alias: Alias, helloer: Helloer
 ) -> None:
     containers_only = alias("node2", workloads=[{"containers": {}}])
-    helloer, name = Helloer(workdir), unique("mig-no-process-rule")
-    try:
-        lab.migration(name, "", target=containers_only, process={"pid": helloer.pid})
-        status = refused(lab, name, "WorkloadNotAllowed")
-        assert (
-            f"DockerHost '{containers_only}' lets Migrations from namespace 'default' move no plain"
-            in (status["message"])
-        )
-        assert "spec.workloads" in status["message"]
-        assert helloer.network_namespace() == lab_namespace(lab, "node1")
-        helloer.assert_continuous_and_counting()
-    finally:
-        helloer.stop()
+    message = refused_helloer(lab, helloer, containers_only)
+    assert f"DockerHost '{containers_only}' lets Migrations from namespace 'default' move no plain" in message
+    assert "spec.workloads" in message
 
 
 def test_a_process_the_process_selector_does_not_select_is_refused_and_untouched(
-    lab: Lab, operator: OperatorProcess, alias: Alias, workdir: Path
+    lab: Lab, operator: OperatorProcess, alias: Alias, helloer: Helloer
 ) -> None:
     narrow = alias(
         "node2", workloads=[{"processes": {"users": ["root"], "executables": ["/opt/ferry-none"]}}]
     )
-    helloer, name = Helloer(workdir), unique("mig-unselected-process")
-    try:
-        lab.migration(name, "", target=narrow, process={"pid": helloer.pid})
-        status = refused(lab, name, "WorkloadNotAllowed")
-        assert (
-            f"process {helloer.pid} ({helloer.binary}, user root) is selected by no rule of DockerHost"
-            in (status["message"])
-        )
-        assert helloer.network_namespace() == lab_namespace(lab, "node1")
-        helloer.assert_continuous_and_counting()
-    finally:
-        helloer.stop()
+    message = refused_helloer(lab, helloer, narrow)
+    assert (
+        f"process {helloer.pid} ({helloer.binary}, user root) is selected by no rule of DockerHost" in message
+    )
+    assert f"'{narrow}'" in message
 
 
 @pytest.mark.parametrize("daemon", ["sshd", "dockerd"])
@@ -273,29 +274,28 @@ def process_start(pid: int) -> str:
 # -- a tenant who patches the status
 
 
-def container_id(lab: Lab, container: str) -> str:
-    return lab.docker("node1", "inspect", "-f", "{{.Id}}", container).stdout.strip()
+def forged(lab: Lab, operator: OperatorProcess, counter: Counter, target: str, phase: str) -> str:
+    """A Migration of the counter to `target` whose status a tenant patched to `phase`, with the
+    counter as its source container, before the operator saw it; its name."""
+    name = unique("mig-forged")
+    status = {
+        "phase": phase,
+        "sourceHost": "node1",
+        "targetHost": target,
+        "sourceContainerID": lab.docker("node1", "inspect", "-f", "{{.Id}}", counter.name).stdout.strip(),
+        "targetContainerID": "1" * 64,
+        "checkpointName": "ferry-forged",
+    }
+    created_with_status(lab, operator, name, counter, target=target, **status)
+    return name
 
 
 def test_a_status_patched_past_preparing_does_not_freeze_a_container_outside_the_selector(
     lab: Lab, operator: OperatorProcess, alias: Alias
 ) -> None:
     strict = alias("node2", workloads=[MOVABLE])
-    counter, name, before = Counter(lab), unique("mig-forged-unselected"), lab.container_names("node2")
-    created_with_status(
-        lab,
-        operator,
-        name,
-        counter,
-        target=strict,
-        phase="Checkpointing",
-        sourceHost="node1",
-        targetHost=strict,
-        sourceContainerID=container_id(lab, counter.name),
-        targetContainerID="1" * 64,
-        checkpointName="ferry-forged",
-    )
-    status = refused(lab, name, "WorkloadNotAllowed")
+    counter, before = Counter(lab), lab.container_names("node2")
+    status = refused(lab, forged(lab, operator, counter, strict, "Checkpointing"), "WorkloadNotAllowed")
     assert "stopped in Checkpointing without touching any host" in status["message"]
     assert_untouched(lab, counter, before)
 
@@ -303,20 +303,7 @@ def test_a_status_patched_past_preparing_does_not_freeze_a_container_outside_the
 def test_a_status_patched_to_restoring_does_not_move_a_privileged_container(
     lab: Lab, operator: OperatorProcess
 ) -> None:
-    counter, name = Counter(lab, docker_args=["--privileged"]), unique("mig-forged-privileged")
-    before = lab.container_names("node2")
-    created_with_status(
-        lab,
-        operator,
-        name,
-        counter,
-        phase="Restoring",
-        sourceHost="node1",
-        targetHost="node2",
-        sourceContainerID=container_id(lab, counter.name),
-        targetContainerID="1" * 64,
-        checkpointName="ferry-forged",
-    )
-    status = refused(lab, name, "PrivilegedNotAllowed")
+    counter, before = Counter(lab, docker_args=["--privileged"]), lab.container_names("node2")
+    status = refused(lab, forged(lab, operator, counter, "node2", "Restoring"), "PrivilegedNotAllowed")
     assert "stopped in Restoring without touching any host" in status["message"]
     assert_untouched(lab, counter, before)
