@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from ferry.workloads import DEFAULT_WORKLOADS, LabelRequirement, LabelSelector, ProcessSelector, WorkloadRule
+
 GROUP = "ferry.dev"
 VERSION = "v1alpha1"
 MIGRATIONS = "migrations"
@@ -22,6 +24,8 @@ CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HOST_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,14}$")
 ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
+POLICY_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")  # "/" too: every path
+LABEL_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( .*)?$")
 
 
@@ -139,9 +143,18 @@ class DockerHostSpec:
     shared_directory: str | None = None
     fast_path: FastPathSpec | None = None
     peer_transfer: PeerTransferSpec | None = None
+    workloads: tuple[WorkloadRule, ...] = DEFAULT_WORKLOADS
+    # What a twin container created on this host may have (it copies its source's HostConfig).
+    allow_privileged: bool = False
+    allow_host_paths: tuple[str, ...] = ()
+    allow_devices: bool = False
 
     def allows_namespace(self, namespace: str) -> bool:
         return "*" in self.allowed_namespaces or namespace in self.allowed_namespaces
+
+    def workload_rules(self, namespace: str) -> list[WorkloadRule]:
+        """The rules of spec.workloads that apply to Migrations from `namespace`."""
+        return [rule for rule in self.workloads if rule.applies_to(namespace)]
 
     @classmethod
     def from_resource(cls, name: str, spec: Mapping[str, Any]) -> DockerHostSpec:
@@ -197,11 +210,95 @@ class DockerHostSpec:
             user=str(spec.get("user", "root")),
             docker_socket=socket,
             max_concurrent_migrations=_bounded_integer(spec, "maxConcurrentMigrations", 2, 1, 64, where),
-            allowed_namespaces=_string_list(spec, "allowedNamespaces", ["*"], where),
+            allowed_namespaces=_strings(
+                spec.get("allowedNamespaces", ["*"]), "spec.allowedNamespaces", where
+            ),
             shared_directory=shared,
             fast_path=fast_path,
             peer_transfer=peer_transfer,
+            workloads=_workloads(spec, where),
+            allow_privileged=_boolean(spec, "allowPrivileged"),
+            allow_host_paths=_paths(spec.get("allowHostPaths", []), "spec.allowHostPaths", where),
+            allow_devices=_boolean(spec, "allowDevices"),
         )
+
+
+def _workloads(spec: Mapping[str, Any], where: str) -> tuple[WorkloadRule, ...]:
+    """spec.workloads; absent, the default: any container, no process."""
+    value = spec.get("workloads")
+    if value is None:
+        return DEFAULT_WORKLOADS
+    if not isinstance(value, list):
+        raise SpecError(f"{where}: spec.workloads must be a list of rules, not {value!r}")
+    return tuple(_workload_rule(item, f"spec.workloads[{index}]", where) for index, item in enumerate(value))
+
+
+def _workload_rule(item: Any, key: str, where: str) -> WorkloadRule:
+    if not isinstance(item, Mapping):
+        raise SpecError(f"{where}: {key} must be an object")
+    containers, processes = item.get("containers"), item.get("processes")
+    return WorkloadRule(
+        namespaces=_strings(item.get("namespaces", ["*"]), f"{key}.namespaces", where),
+        containers=None if containers is None else _label_selector(containers, f"{key}.containers", where),
+        processes=None if processes is None else _process_selector(processes, f"{key}.processes", where),
+    )
+
+
+def _label_selector(value: Any, key: str, where: str) -> LabelSelector:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}: {key} must be a label selector (matchLabels, matchExpressions)")
+    labels = value.get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not all(isinstance(text, str) for text in labels.values()):
+        raise SpecError(f"{where}: {key}.matchLabels must map label keys to strings")
+    expressions = value.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise SpecError(f"{where}: {key}.matchExpressions must be a list")
+    return LabelSelector(
+        match_labels=tuple(sorted((str(name), text) for name, text in labels.items())),
+        match_expressions=tuple(
+            _label_requirement(expression, f"{key}.matchExpressions[{index}]", where)
+            for index, expression in enumerate(expressions)
+        ),
+    )
+
+
+def _label_requirement(value: Any, key: str, where: str) -> LabelRequirement:
+    if not isinstance(value, Mapping) or not isinstance(value.get("key"), str) or not value["key"]:
+        raise SpecError(f"{where}: {key} needs a key")
+    operator = value.get("operator")
+    if operator not in LABEL_OPERATORS:
+        raise SpecError(
+            f"{where}: {key}.operator must be one of {', '.join(LABEL_OPERATORS)}, not {operator!r}"
+        )
+    values = _strings(value.get("values", []), f"{key}.values", where)
+    if (operator in ("In", "NotIn")) != bool(values):
+        raise SpecError(f"{where}: {key}.values must be given for In and NotIn, and only for them")
+    return LabelRequirement(value["key"], operator, values)
+
+
+def _process_selector(value: Any, key: str, where: str) -> ProcessSelector:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}: {key} must be an object with users and executables")
+    users = _strings(value.get("users"), f"{key}.users", where)
+    executables = _paths(value.get("executables"), f"{key}.executables", where)
+    if not users or not executables:
+        raise SpecError(f'{where}: {key} needs users and executables ("*" and "/" allow any)')
+    return ProcessSelector(users, executables)
+
+
+def _paths(value: Any, key: str, where: str) -> tuple[str, ...]:
+    """Absolute paths without '..' ("/" included), for prefixes."""
+    paths = _strings(value, key, where)
+    for path in paths:
+        if not POLICY_PATH.fullmatch(path) or ".." in path.split("/"):
+            raise SpecError(f"{where}: {key} must hold absolute paths without '..', not {path!r}")
+    return paths
+
+
+def _strings(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SpecError(f"{where}: {key} must be a list of strings, not {value!r}")
+    return tuple(value)
 
 
 def _bounded_integer(spec: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
@@ -209,13 +306,6 @@ def _bounded_integer(spec: Mapping[str, Any], key: str, default: int, low: int, 
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise SpecError(f"{where}: spec.{key} must be an integer from {low} to {high}, not {value!r}")
     return value
-
-
-def _string_list(spec: Mapping[str, Any], key: str, default: list[str], where: str) -> tuple[str, ...]:
-    value = spec.get(key, default)
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise SpecError(f"{where}: spec.{key} must be a list of strings, not {value!r}")
-    return tuple(value)
 
 
 def _optional_mapping(spec: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:

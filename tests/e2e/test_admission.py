@@ -336,6 +336,57 @@ BAD_INPUTS = [
         "spec.allowedNamespaces",
         "must be of type array",
     ),
+    # -- DockerHost: workloads and what a twin may have
+    bad_docker_host(
+        "workloads-rule-selecting-nothing",
+        docker_host_spec(workloads=[{"namespaces": ["team-a"]}]),
+        "spec.workloads[0]",
+        "a rule selects containers, processes, or both",
+    ),
+    bad_docker_host(
+        "workloads-in-without-values",
+        docker_host_spec(
+            workloads=[{"containers": {"matchExpressions": [{"key": "app", "operator": "In"}]}}]
+        ),
+        "spec.workloads[0].containers.matchExpressions[0]",
+        "values must be given for In and NotIn, and only for them",
+    ),
+    bad_docker_host(
+        "workloads-unknown-operator",
+        docker_host_spec(workloads=[{"containers": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}]),
+        "spec.workloads[0].containers.matchExpressions[0].operator",
+        "Unsupported value",
+    ),
+    bad_docker_host(
+        "workloads-processes-without-users",
+        docker_host_spec(workloads=[{"processes": {"executables": ["/opt/app"]}}]),
+        "spec.workloads[0].processes.users",
+        "Required",
+    ),
+    bad_docker_host(
+        "workloads-executable-relative",
+        docker_host_spec(workloads=[{"processes": {"users": ["app"], "executables": ["bin/app"]}}]),
+        "spec.workloads[0].processes.executables[0]",
+        PATTERN,
+    ),
+    bad_docker_host(
+        "workloads-user-with-semicolon",
+        docker_host_spec(workloads=[{"processes": {"users": ["app;reboot"], "executables": ["/"]}}]),
+        "spec.workloads[0].processes.users[0]",
+        PATTERN,
+    ),
+    bad_docker_host(
+        "allowHostPaths-climbing",
+        docker_host_spec(allowHostPaths=["/srv/.."]),
+        "spec.allowHostPaths[0]",
+        "must not climb out with '..'",
+    ),
+    bad_docker_host(
+        "allowPrivileged-as-string",
+        docker_host_spec(allowPrivileged="yes"),
+        "spec.allowPrivileged",
+        TYPE_BOOLEAN,
+    ),
 ]
 
 

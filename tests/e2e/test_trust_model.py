@@ -52,13 +52,13 @@ def patch_status(lab: Lab, name: str, status: dict[str, Any]) -> None:
 
 
 def created_with_status(
-    lab: Lab, operator: OperatorProcess, name: str, counter: Counter, **status: Any
+    lab: Lab, operator: OperatorProcess, name: str, counter: Counter, *, target: str = "node2", **status: Any
 ) -> None:
     """Creates the Migration and patches its status while no operator runs, so that the first run
     already reads the forged status (otherwise the operator's own first write could race it)."""
     operator.kill()
     try:
-        lab.migration(name, counter.name, target="node2", source=None)
+        lab.migration(name, counter.name, target=target, source=None)
         patch_status(lab, name, status)
     finally:
         operator.start()

@@ -174,16 +174,20 @@ class FakeEngine:
 
 
 class FakeFiles:
-    """A host's files: the paths that exist; `failing` makes remove_tree raise."""
+    """A host's files: the paths that exist, and links; `failing` makes remove_tree raise."""
 
     def __init__(self, host: str, calls: list[str]) -> None:
         self.host = host
         self.paths: set[str] = set()
+        self.links: dict[str, str] = {}  # symbolic links: where each leads
         self.failing: dict[str, Exception] = {}
         self.calls = calls
 
     def exists(self, path: str) -> bool:
         return path in self.paths
+
+    def resolve(self, path: str) -> str | None:
+        return self.links.get(path, path if path in self.paths else None)
 
     def remove_tree(self, path: str) -> None:
         self.calls.append(f"{self.host}:remove_tree:{path}")
@@ -206,8 +210,27 @@ class FakeNetfilter:
         self.calls.append(f"{self.host}:remove_forwards")
 
 
+@dataclass
+class FakeProcess:
+    """A plain process as /proc shows it (ferry.hosts.processes.inspect_process reads it)."""
+
+    executable: str = "/opt/app/bin/app"
+    command: str = "app"
+    uids: tuple[int, ...] = (1000, 1000, 1000, 1000)
+    flags: int = 0
+    in_container: bool = False
+
+    def inspected(self, pid: int) -> str:
+        """The inspect script's output: exe, comm, session and flags, UIDs, mount namespaces, fds."""
+        namespace = "mnt:[4026532000]" if self.in_container else "mnt:[4026531841]"
+        uids = "\t".join(map(str, self.uids))
+        return (
+            f"{self.executable}\n{self.command}\n{pid} {self.flags}\n{uids}\n{namespace}\nmnt:[4026531841]\n"
+        )
+
+
 class FakeHost:
-    """What preflight, verify and roll_back use of a DockerHost."""
+    """What preflight, verify, roll_back and the workload rules use of a DockerHost."""
 
     def __init__(self, name: str, calls: list[str]) -> None:
         self.name = name
@@ -224,6 +247,9 @@ class FakeHost:
         self.disk_available = 100 * GiB
         self.memory_available = 8 * GiB
         self.criu_check = (0, "Looks good.")  # exit code, output
+        self.procs: dict[int, FakeProcess] = {}  # what /proc shows of plain processes, by PID
+        self.users = {0: "root", 1000: "app"}  # /etc/passwd
+        self.pid_space = ("fake-boot-id", "pid:[4026531836]")  # boot id, PID namespace
         self.calls = calls
 
     def listen(self, protocol: str, port: int) -> None:
@@ -251,6 +277,16 @@ class FakeHost:
         if command == ["criu", "check"]:
             exit_code, text = self.criu_check
             return CommandResult(exit_code, b"", text.encode())
+        if command[:2] == ["sh", "-c"] and command[3:4] == ["ferry-inspect"]:
+            process = self.procs.get(int(command[4]))
+            return _output(process.inspected(int(command[4]))) if process else CommandResult(3, b"", b"")
+        if command[:2] == ["getent", "passwd"]:
+            found = [int(uid) for uid in command[2:] if int(uid) in self.users]
+            return _output("".join(f"{self.users[uid]}:x:{uid}:{uid}::/:/bin/sh\n" for uid in found))
+        if command == ["cat", "/proc/sys/kernel/random/boot_id"]:
+            return _output(f"{self.pid_space[0]}\n")
+        if command == ["readlink", "/proc/self/ns/pid"]:
+            return _output(f"{self.pid_space[1]}\n")
         raise AssertionError(f"{self.name} was asked to run {command}")
 
 
@@ -258,13 +294,15 @@ def _output(text: str) -> CommandResult:
     return CommandResult(0, text.encode(), b"")
 
 
-def host_spec(name: str, allowed: tuple[str, ...] = ("*",)) -> DockerHostSpec:
+def host_spec(name: str, allowed: tuple[str, ...] = ("*",), **fields: Any) -> DockerHostSpec:
+    """A DockerHost's spec; `fields` sets others (workloads, allow_privileged, ...)."""
     return DockerHostSpec(
         name=name,
         address=f"10.0.0.{len(name)}",
         host_key="ssh-ed25519 AAAA",
         ssh_key_secret=SecretKeyRef("ferry-ssh", "ferry-system"),
         allowed_namespaces=allowed,
+        **fields,
     )
 
 

@@ -29,3 +29,8 @@ class HostFiles:
 
     def directory_bytes(self, path: str) -> int:
         return int(self._commands.run(["du", "-sb", "--", path], timeout=120).text.split()[0])
+
+    def resolve(self, path: str) -> str | None:
+        """The path with every symbolic link resolved, as a mount would follow them; None if it is missing."""
+        result = self._commands.run(["realpath", "-e", "--", path], check=False, timeout=30)
+        return result.text.strip() if result.exit_code == 0 else None

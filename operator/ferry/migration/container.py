@@ -36,6 +36,8 @@ from ferry.migration.image_copy import copy_image, image_reference
 from ferry.migration.phases import Outcome
 from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
+from ferry.migration.twin_rules import linked_host_path_problem, twin_problem
+from ferry.migration.workload_rules import container_problem
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class ContainerMigration(MigrationSteps):
             raise Problem(
                 "ContainerNotFound", f"container '{self.container}' does not exist on host {source.name}"
             )
+        self._authorize(info)
         self._check_movable(info["State"]["Status"])
         if self.live and info["Config"].get("Tty"):
             raise Problem(
@@ -112,6 +115,32 @@ class ContainerMigration(MigrationSteps):
         if self.live:
             self.continuity.hold(info)  # last: clients wait from here until the workload runs again
         return None
+
+    def _authorize(self, info: dict[str, Any]) -> None:
+        """Before anything is made: both hosts select the container, the target allows what its twin
+        would get, and the host paths lead where the target allows once its symbolic links are followed."""
+        target = self.host_specs()[1]
+        problem = self._rules_problem(info) or linked_host_path_problem(
+            self.container, info, target, self.target.files.resolve
+        )
+        if problem is not None:
+            raise problem
+
+    def workload_problem(self) -> Problem | None:
+        """The rules, on the containers named in the status: the source, and the twin if it exists."""
+        named = ((self.source, self.state.source_container_id), (self.target, self.state.target_container_id))
+        for host, container_id in named:
+            info = host.engine.find_container(container_id) if container_id is not None else None
+            if info is not None and (problem := self._rules_problem(info)) is not None:
+                return problem
+        return None
+
+    def _rules_problem(self, info: dict[str, Any]) -> Problem | None:
+        hosts = self.host_specs()
+        labels = info["Config"].get("Labels") or {}
+        return container_problem(self.ctx.request.namespace, self.container, labels, hosts) or twin_problem(
+            self.container, info, hosts[1]
+        )
 
     def _check_movable(self, status: str) -> None:
         """Live moves a running container; Cold also a stopped one, which stays stopped."""

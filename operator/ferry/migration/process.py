@@ -20,6 +20,7 @@ from ferry.migration.errors import HostError, Problem
 from ferry.migration.phases import Outcome
 from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
+from ferry.migration.workload_rules import process_problem
 
 IMAGES_ROOT = "/var/lib/ferry/images"
 PID_RELEASE_SECONDS = 15.0  # on hosts sharing one kernel, the dumped PID is free once it is reaped
@@ -44,6 +45,8 @@ class ProcessMigration(MigrationSteps):
         info = processes.inspect_process(source.ssh, pid)
         if info is None:
             raise Problem("ProcessNotFound", f"process {pid} does not exist on host {source.name}")
+        if (refused := self._rules_problem(source, info)) is not None:
+            raise refused
         if (terminal := info.terminal_fd()) is not None:
             raise Problem(
                 "TerminalNotSupported",
@@ -79,6 +82,29 @@ class ProcessMigration(MigrationSteps):
             self.dumped, target.trees, self.received, fresh=True, armed=True, tag=self.ctx.request.uid
         )
         self._shells = {host.name: RemoteShell(host.ssh) for host in (source, target)}
+
+    def workload_problem(self) -> Problem | None:
+        """The rules, on the process this run may act on: the one with the status's PID and stack
+        (on the source before the dump, on the target after the restore)."""
+        pid, stack = self.state.fingerprint_pid, self.state.fingerprint_stack
+        if pid is None or stack is None:
+            return None
+        for host in (self.source, self.target):
+            if processes.stack_address(host.ssh, pid) != stack:
+                continue
+            info = processes.inspect_process(host.ssh, pid)
+            if info is not None and (problem := self._rules_problem(host, info)) is not None:
+                return problem
+        return None
+
+    def _rules_problem(self, host: DockerHost, info: processes.ProcessInfo) -> Problem | None:
+        return process_problem(
+            self.ctx.request.namespace,
+            info,
+            processes.user_names(host.ssh, info.uids),
+            self.host_specs(),
+            is_operator=processes.is_this_process(host.ssh, info.pid),
+        )
 
     def _resolve_pid(self) -> int:
         if self.process.pid is not None:

@@ -19,6 +19,7 @@ from ferry.migration.phases import THAW, Outcome, Phase
 from ferry.migration.process import ProcessMigration
 from ferry.migration.state import MigrationState, milliseconds, now
 from ferry.migration.steps import MigrationSteps
+from ferry.migration.workload_rules import kind_problem
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,18 @@ def run_migration(ctx: MigrationContext) -> None:
         return
     migration = migration_for(ctx)
     try:
+        recheck = state.phase.is_frozen  # a run that starts past Preparing did not see its checks
         while not state.phase.is_terminal:
-            run_phase(ctx, migration)
+            run_phase(ctx, migration, recheck=recheck)
+            recheck = False
     finally:
         migration.release()
 
 
-def run_phase(ctx: MigrationContext, migration: MigrationSteps) -> None:
-    """Runs the step of the current phase, then enters the phase the table (or the step) says."""
+def run_phase(ctx: MigrationContext, migration: MigrationSteps, *, recheck: bool = False) -> None:
+    """Runs the step of the current phase, then enters the phase the table (or the step) says.
+    With `recheck`, the workload is judged first, as Preparing judges it (a status can be patched
+    past Preparing): a workload that may not move ends the Migration without touching any host."""
     state = ctx.state
     phase = state.phase
     rule = phase.rule
@@ -55,6 +60,9 @@ def run_phase(ctx: MigrationContext, migration: MigrationSteps) -> None:
     ctx.ensure_in_charge()  # a driver that could not renew its lease stops before the next step
     started = now()
     try:
+        if recheck and (refusal := migration.workload_problem()) is not None:
+            refuse(ctx, refusal)
+            return
         check_deadline(ctx)
         check_cancelled(ctx)
         outcome = getattr(migration, rule.step)() or Outcome()
@@ -123,7 +131,8 @@ def authorization_problem(
     """Why a run of this Migration may not touch any host, if it may not.
 
     Decided on every run (create, resume, delete) from the spec and the DockerHosts: the status,
-    which a tenant can patch, must agree with the spec and never widens what it allows.
+    which a tenant can patch, must agree with the spec and never widens what it allows. Each host
+    must let the namespace in and move this kind of workload (ferry.migration.workload_rules).
     """
     contradiction = _status_contradiction(spec, state)
     if contradiction is not None:
@@ -145,15 +154,17 @@ def authorization_problem(
                 f"the DockerHosts are: {', '.join(known) or '(none)'}",
             )
         try:
-            allowed = hosts.spec(name).allows_namespace(namespace)
+            host = hosts.spec(name)
         except SpecError as error:
             return Problem("InvalidHost", str(error))
-        if not allowed:
+        if not host.allows_namespace(namespace):
             return Problem(
                 "NamespaceNotAllowed",
                 f"DockerHost '{name}' does not allow Migrations from namespace '{namespace}' "
                 "(see its spec.allowedNamespaces)",
             )
+        if (refused := kind_problem(namespace, spec.workload, host)) is not None:
+            return refused
     return None
 
 

@@ -7,6 +7,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from ferry.api import DockerHostSpec
 from ferry.hosts.docker_host import DockerHost
 from ferry.migration import pending
 from ferry.migration.context import MigrationContext
@@ -31,9 +32,20 @@ class MigrationSteps(ABC):
         assert self.state.target_host is not None
         return self.ctx.host(self.state.target_host)
 
+    def host_specs(self) -> tuple[DockerHostSpec, DockerHostSpec]:
+        """The source's and the target's DockerHost specs, as the operator sees them now."""
+        assert self.state.source_host is not None and self.state.target_host is not None
+        return self.ctx.hosts.spec(self.state.source_host), self.ctx.hosts.spec(self.state.target_host)
+
     def admit(self) -> None:
         """Finds the workload and waits for a slot on both hosts (the same for every kind)."""
         pending.admit(self.ctx)
+
+    @abstractmethod
+    def workload_problem(self) -> Problem | None:
+        """Why the workload this run would act on may not move (ferry.migration.workload_rules), if
+        it may not: Preparing's decision, made again when a run starts past it, since a status can
+        be patched to skip Preparing. Reads only."""
 
     @abstractmethod
     def prepare(self) -> Outcome | None:
