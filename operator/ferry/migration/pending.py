@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 
-from ferry.api import Strategy, Transfer
+from ferry.api import MigrationSpec, Strategy, Transfer
 from ferry.migration.admission import full_hosts, migrating_container
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem, Wait
@@ -15,28 +15,38 @@ from ferry.migration.state import now
 QUEUE_POLL_SECONDS = 1.0
 
 
-def admit(ctx: MigrationContext) -> None:
-    """Pending -> Preparing: check what only the operator can know, then take a free slot."""
-    spec, state = ctx.request.spec, ctx.state
-    state.start_time = state.start_time or now()
-    state.workload = spec.workload.describe()
-    state.target_host = spec.target_host
-    if spec.workload.process is not None and spec.strategy is Strategy.COLD:
-        raise Problem(
+def note_the_start(ctx: MigrationContext) -> None:
+    ctx.state.start_time = ctx.state.start_time or now()
+    ctx.state.workload = ctx.request.spec.workload.describe()
+
+
+def unsupported(spec: MigrationSpec) -> Problem | None:
+    """A combination of the spec that cannot work (the CRD refuses these too, since it has the rules)."""
+    process = spec.workload.process is not None
+    if process and spec.strategy is Strategy.COLD:
+        return Problem(
             "NotSupported", "a plain process can only move Live: a cold move would restart it from scratch"
         )
-    if spec.workload.process is not None and spec.transfer is not Transfer.STREAM:
-        raise Problem("NotSupported", "a plain process moves with transfer: Stream")
-    if spec.workload.process is not None and spec.redirect:
-        raise Problem(
+    if process and spec.transfer is not Transfer.STREAM:
+        return Problem("NotSupported", "a plain process moves with transfer: Stream")
+    if process and spec.redirect:
+        return Problem(
             "NotSupported", "redirect forwards a container's published ports: not for a plain process"
         )
     if spec.strategy is Strategy.COLD and spec.transfer is Transfer.SHARED_DIRECTORY:
-        raise Problem(
+        return Problem(
             "NotSupported",
             "transfer: SharedDirectory passes a checkpoint, which strategy: Cold does not take; "
             "use transfer: Stream",
         )
+    return None
+
+
+def admit(ctx: MigrationContext) -> None:
+    """Pending -> Preparing: check what only the operator can know, then take a free slot."""
+    spec, state = ctx.request.spec, ctx.state
+    note_the_start(ctx)
+    state.target_host = spec.target_host
     container = spec.workload.container
     if container is None:
         state.source_host = spec.source_host

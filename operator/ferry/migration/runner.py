@@ -12,6 +12,7 @@ import logging
 import time
 
 from ferry.api import MigrationSpec, SpecError
+from ferry.migration import pending
 from ferry.migration.container import ContainerMigration
 from ferry.migration.context import HostDirectory, MigrationContext
 from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Problem, Wait
@@ -32,6 +33,10 @@ PASSED_THROUGH = (Wait, LostCharge, ClusterUnavailable)  # for the caller: not t
 
 def run_migration(ctx: MigrationContext) -> None:
     state = ctx.state
+    if state.phase is Phase.PENDING and (problem := pending.unsupported(ctx.request.spec)) is not None:
+        pending.note_the_start(ctx)  # what the spec asks cannot work: said before anything else
+        ctx.advance(Phase.FAILED, problem.message, reason=problem.reason)
+        return
     refusal = authorization_problem(ctx.request.namespace, ctx.request.spec, state, ctx.hosts)
     if refusal is not None:
         refuse(ctx, refusal)
