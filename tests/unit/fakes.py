@@ -19,7 +19,7 @@ from ferry.hosts.criu import Criu, CriuCheck
 from ferry.hosts.docker_engine import NotFound
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
-from ferry.hosts.ssh import CommandResult
+from ferry.hosts.ssh import CommandResult, SSHError
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext, MigrationRequest
 from ferry.migration.phases import Phase
@@ -41,6 +41,7 @@ class FakeEngine:
         self.images: dict[str, dict[str, Any]] = {}
         self.networks = {"bridge", "host", "none"}
         self.architecture = "x86_64"  # as `docker info` says it
+        self.experimental = True
         self.failing: dict[str, Exception] = {}
         self.calls = calls
 
@@ -105,8 +106,17 @@ class FakeEngine:
     def writable_layer_bytes(self, container_id: str) -> int:
         return int(self.inspect_container(container_id)["SizeRw"])
 
+    def version(self) -> dict[str, Any]:
+        if "version" in self.failing:
+            raise self.failing["version"]
+        return {"Version": "20.10.24"}
+
     def info(self) -> dict[str, Any]:
-        return {"Architecture": self.architecture, "DockerRootDir": f"/var/lib/docker-{self.host}"}
+        return {
+            "Architecture": self.architecture,
+            "DockerRootDir": f"/var/lib/docker-{self.host}",
+            "ExperimentalBuild": self.experimental,
+        }
 
     def root_dir(self) -> str:
         return str(self.info()["DockerRootDir"])
@@ -197,6 +207,8 @@ class FakeHost:
         self.disk_available = 100 * GiB
         self.memory_available = 8 * GiB
         self.criu_check = (0, "Looks good.")  # exit code, output
+        self.criu_version = "4.2"  # as `criu --version` says it
+        self.reachable = True  # False: every command fails as a lost SSH connection does
         self.calls = calls
 
     def listen(self, protocol: str, port: int) -> None:
@@ -209,6 +221,8 @@ class FakeHost:
     ) -> CommandResult:
         """Answers the read-only commands ferry runs: anything else fails the test."""
         command = list(argv)
+        if not self.reachable:
+            raise SSHError(f"cannot reach host {self.name} over SSH: connection refused")
         if command[0] == "cat" and command[1].endswith("/maps"):
             maps = f"{self.stack}-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n" if self.stack else ""
             return _output(maps)
@@ -224,6 +238,12 @@ class FakeHost:
         if command == ["criu", "check"]:
             exit_code, text = self.criu_check
             return CommandResult(exit_code, b"", text.encode())
+        if command == ["criu", "--version"]:
+            installed = self.criu_check[0] != 127
+            version = f"Version: {self.criu_version}\n"
+            return _output(version) if installed else CommandResult(127, b"", b"criu: not found")
+        if command == ["uname", "-r"]:
+            return _output("6.1.0\n")
         raise AssertionError(f"{self.name} was asked to run {command}")
 
 
@@ -242,19 +262,24 @@ def host_spec(name: str, allowed: tuple[str, ...] = ("*",)) -> DockerHostSpec:
 
 
 class FakeHosts:
-    """A HostDirectory; every connect() is recorded, so a test can say no host was touched."""
+    """A HostDirectory; every connect() is recorded, so a test can say no host was touched.
+    `readiness` is what each host's last probe said (none: never probed)."""
 
     def __init__(self, *specs: DockerHostSpec) -> None:
         self.specs = {spec.name: spec for spec in specs}
         self.calls: list[str] = []
         self.hosts = {name: FakeHost(name, self.calls) for name in self.specs}
         self.connected: list[str] = []
+        self.readiness: dict[str, bool] = {}
 
     def names(self) -> list[str]:
         return sorted(self.specs)
 
     def spec(self, name: str) -> DockerHostSpec:
         return self.specs[name]
+
+    def ready(self, name: str) -> bool | None:
+        return self.readiness.get(name)
 
     def connect(self, name: str) -> DockerHost:
         self.connected.append(name)
