@@ -157,16 +157,20 @@ class FakeEngine:
 
 
 class FakeFiles:
-    """A host's files: the paths that exist; `failing` makes remove_tree raise."""
+    """A host's files: the paths that exist, the size of directories; `failing` makes remove_tree raise."""
 
     def __init__(self, host: str, calls: list[str]) -> None:
         self.host = host
         self.paths: set[str] = set()
+        self.sizes: dict[str, int] = {}
         self.failing: dict[str, Exception] = {}
         self.calls = calls
 
     def exists(self, path: str) -> bool:
         return path in self.paths
+
+    def directory_bytes(self, path: str) -> int:
+        return self.sizes[path]
 
     def remove_tree(self, path: str) -> None:
         self.calls.append(f"{self.host}:remove_tree:{path}")
