@@ -325,12 +325,13 @@ class FakeEventPoster:
 class FakeMigrationApi:
     """The CLI's MigrationApi over dicts, naming as the API server does for generateName. Each read of
     a Migration first moves it to the next status in `progress` (as the operator would); a None
-    there deletes it."""
+    there deletes it. Secrets are kept by (namespace, name); a name taken refuses a create."""
 
     def __init__(self, *, hosts: Sequence[dict[str, Any]] = (), namespace: str = "default") -> None:
         self.namespace = namespace
         self.migrations: dict[tuple[str, str], dict[str, Any]] = {}
         self.hosts = list(hosts)
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.progress: list[dict[str, Any] | None] = []
 
     def create_migration(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -359,6 +360,20 @@ class FakeMigrationApi:
 
     def list_docker_hosts(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.hosts)
+
+    def create_docker_host(self, body: dict[str, Any]) -> None:
+        if any(host["metadata"]["name"] == body["metadata"]["name"] for host in self.hosts):
+            raise ClientError(f'cannot create the DockerHost: "{body["metadata"]["name"]}" already exists')
+        self.hosts.append(copy.deepcopy(body))
+
+    def create_secret(self, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.secrets:
+            raise ClientError(f'cannot create the Secret: "{key[1]}" already exists')
+        self.secrets[key] = copy.deepcopy(body)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        del self.secrets[namespace, name]
 
 
 @dataclass
