@@ -30,6 +30,7 @@ from tests.unit.fakes import (
     frozen_state,
     host_spec,
 )
+from tests.unit.test_crds import crd
 
 MiB = 1 << 20
 
@@ -313,3 +314,12 @@ def test_the_bulk_volume_copy_reports_its_bytes_across_volumes_against_their_siz
         (10, 10),
     ]
     assert metrics.volume_bytes == 10 * MiB
+
+
+def test_kubectl_get_o_wide_shows_the_summary_the_status_writes() -> None:
+    (version,) = crd("ferry.dev_migrations.yaml")["spec"]["versions"]
+    [column] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Progress"]
+    status = MigrationState(progress=Progress(phase=Phase.PREPARING, step="image", moved_bytes=1)).to_status()
+
+    assert column["priority"] == 1  # -o wide: the default columns are kept as they were
+    assert column["jsonPath"] == ".status.progress.summary" and status["progress"]["summary"] == "image 1 B"
