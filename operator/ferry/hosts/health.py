@@ -83,10 +83,11 @@ def probe(host: DockerHost) -> Health:
 
 def _probe_reached(host: DockerHost, kernel: str) -> Health:
     faults: list[Fault] = []
-    docker_version = ""
+    docker_version, docker_answers = "", False
     try:
         docker_version = str(host.engine.version().get("Version", ""))
         experimental = bool(host.engine.info().get("ExperimentalBuild"))
+        docker_answers = True
     except (DockerError, NotFound) as error:
         faults.append(Fault(Part.DOCKER, "DockerUnavailable", f"Docker does not answer: {error}"))
     else:
@@ -102,7 +103,7 @@ def _probe_reached(host: DockerHost, kernel: str) -> Health:
     criu_version = host.criu.version()
     faults += _criu_faults(host.criu, criu_version)
     fast_path = None
-    if host.runc is not None and docker_version:
+    if host.runc is not None and docker_answers:  # what the wrapper's registration says is Docker's
         fast_path = host.runc.describe()
         faults += [
             Fault(Part.FAST_PATH, "FastPathUnavailable", f"fast path: {lacking} (or drop spec.fastPath)")

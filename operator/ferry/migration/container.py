@@ -142,8 +142,10 @@ class ContainerMigration(MigrationSteps):
         """What the transfer should move, as the preflight estimated it (read from memory: no call
         inside the freeze); volumes send only what changed, not known beforehand."""
         report = self.state.preflight or {}
-        parts = [report.get("rootfsBytes"), report.get("expectedCheckpointBytes") if self.live else 0]
-        return None if None in parts else sum(part or 0 for part in parts)
+        estimates = ("rootfsBytes", "expectedCheckpointBytes") if self.live else ("rootfsBytes",)
+        if not all(key in report for key in estimates):
+            return None
+        return sum(int(report[key]) for key in estimates)
 
     # -- Transferring: checkpoint images, the writable layer and what changed in volumes.
 

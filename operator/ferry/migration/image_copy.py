@@ -27,7 +27,8 @@ def copy_image(
     # Saved by name when the name still points at this image, so the target gets its tags too.
     reference = image_reference(source, info)
     started = now()
-    progress.start("image", int(source.engine.inspect_image(image_id).get("Size") or 0) or None)
+    size = int(source.engine.inspect_image(image_id).get("Size") or 0)
+    progress.start("image", size or None)
     counted = _CountingStream(source.engine.save_image(reference), progress.moved)
     target.engine.load_image(counted)
     if not target.engine.has_image(image_id):
