@@ -70,6 +70,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="the operator's own namespace, where it keeps one Lease per Migration it drives "
         f"(default: $FERRY_NAMESPACE, or {OPERATOR_NAMESPACE})",
     )
+    run.add_argument(
+        "--host-probe-seconds",
+        type=float,
+        default=DEFAULTS.host_probe_seconds,
+        metavar="S",
+        help=f"how often each DockerHost is probed (default {DEFAULTS.host_probe_seconds:g})",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     client_commands.register(commands)
     return parser.parse_args(argv)
@@ -92,8 +99,9 @@ def run_operator(args: argparse.Namespace) -> None:
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
-    import ferry.handlers  # noqa: F401  (registers the handlers)
+    import ferry.handlers  # registers the handlers
 
+    ferry.handlers.register_host_probe(settings.host_probe_seconds)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

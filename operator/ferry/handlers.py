@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from ferry import __version__
+from ferry import __version__, metrics
 from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
 from ferry.reconcile import (
@@ -19,6 +19,7 @@ from ferry.reconcile import (
     Operator,
     TryAgain,
     probe_and_report,
+    probed_readiness,
     reconcile_migration,
     release_redirect,
 )
@@ -48,11 +49,20 @@ def docker_hosts(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, An
     return {name: dict(spec)}
 
 
+@kopf.index(GROUP, VERSION, DOCKER_HOSTS)
+def docker_host_readiness(name: str, status: kopf.Status, **_: Any) -> dict[str, bool]:
+    """Every probed DockerHost's readiness by name (its Ready condition), so that a Migration is
+    refused a host that is not Ready with no API call; a host never probed has none."""
+    ready = probed_readiness(status)
+    return {} if ready is None else {name: ready}
+
+
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Configures kopf and makes what every handler shares; the index of DockerHosts is empty yet
-    (kopf fills it before any resource handler runs)."""
+    """Configures kopf and makes what every handler shares; the indexes of DockerHosts are empty yet
+    (kopf fills them before any resource handler runs)."""
     docker_hosts: kopf.Index[str, dict[str, Any]] = kwargs["docker_hosts"]
+    readiness: kopf.Index[str, bool] = kwargs["docker_host_readiness"]
     ours: Settings = memo.get("settings") or DEFAULTS
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
@@ -64,7 +74,9 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> No
     cluster = Cluster()
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     log.info("ferry %s starting as %s", __version__, identity)
-    memo.operator = Operator(cluster, HostPool(cluster, DockerHostCatalog(docker_hosts)), identity, ours)
+    catalog = DockerHostCatalog(docker_hosts, readiness)
+    metrics.export_host_readiness(catalog.readiness)
+    memo.operator = Operator(cluster, HostPool(cluster, catalog), identity, ours)
 
 
 @kopf.on.cleanup()
@@ -96,8 +108,13 @@ def _reconcile(operator: Operator, namespace: str, name: str, uid: str) -> None:
         raise kopf.TemporaryError(str(later), delay=later.delay) from None
 
 
-@kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=DEFAULTS.host_probe_seconds)
 def probe_host(
     name: str, uid: str, status: kopf.Status, memo: kopf.Memo, patch: kopf.Patch, **_: Any
 ) -> None:
     patch.status.update(probe_and_report(memo.operator, name, uid, status))
+
+
+def register_host_probe(interval: float) -> None:
+    """The DockerHost probe's timer, registered once `ferry run` has said how often it probes (kopf's
+    decorator takes the interval)."""
+    kopf.timer(GROUP, VERSION, DOCKER_HOSTS, interval=interval)(probe_host)

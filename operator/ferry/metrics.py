@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ferry.migration.state import MigrationState
 
@@ -43,3 +47,26 @@ def record_finished(state: MigrationState) -> None:
             STEP_DURATION.labels(step=label).observe(value / 1000)
         elif name.endswith("_bytes") and value:
             BYTES_MOVED.labels(kind=label).inc(value)
+
+
+class HostReadiness(Collector):
+    """ferry_host_ready: 1 for each DockerHost whose last probe found it Ready, 0 for one that is not
+    (a host never probed is left out). Read at each scrape from what the operator's watch holds, so
+    that a deleted host leaves the metric."""
+
+    def __init__(self, readiness: Callable[[], Mapping[str, bool]]) -> None:
+        self._readiness = readiness
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "ferry_host_ready",
+            "Whether the DockerHost's last probe found it Ready (1) or not (0)",
+            labels=["host"],
+        )
+        for host, ready in sorted(self._readiness().items()):
+            gauge.add_metric([host], 1.0 if ready else 0.0)
+        yield gauge
+
+
+def export_host_readiness(readiness: Callable[[], Mapping[str, bool]]) -> None:
+    REGISTRY.register(HostReadiness(readiness))

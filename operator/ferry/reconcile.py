@@ -16,7 +16,7 @@ from ferry import __version__, metrics
 from ferry.api import DockerHostSpec, MigrationSpec, SpecError
 from ferry.cluster import Cluster, ClusterError, Conflict
 from ferry.events import Events, ObjectRef
-from ferry.hosts import facts
+from ferry.hosts import health
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.runc import FastPathConfig
@@ -35,11 +35,17 @@ log = logging.getLogger(__name__)
 
 
 class DockerHostCatalog:
-    """The DockerHosts as the operator's watch last saw them: a kopf index, which kopf fills before
-    any handler runs and keeps current, so that a lookup costs no API call."""
+    """The DockerHosts as the operator's watch last saw them: kopf indexes, which kopf fills before
+    any handler runs and keeps current, so that a lookup costs no API call. `readiness` holds the
+    Ready condition's status of each host probed so far."""
 
-    def __init__(self, index: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+    def __init__(
+        self,
+        index: Mapping[str, Iterable[Mapping[str, Any]]],
+        readiness: Mapping[str, Iterable[bool]] | None = None,
+    ) -> None:
         self._index = index
+        self._readiness = readiness if readiness is not None else {}
 
     def names(self) -> list[str]:
         return sorted(self._index)
@@ -49,6 +55,14 @@ class DockerHostCatalog:
         if not found:
             raise SpecError(f"DockerHost '{name}' does not exist")
         return DockerHostSpec.from_resource(name, found[0])
+
+    def ready(self, name: str) -> bool | None:
+        """What the host's last probe said; None when it was never probed."""
+        return next(iter(self._readiness.get(name, ())), None)
+
+    def readiness(self) -> dict[str, bool]:
+        """Every probed host's readiness, by name."""
+        return {name: ready for name in self.names() if (ready := self.ready(name)) is not None}
 
 
 class HostPool:
@@ -65,6 +79,9 @@ class HostPool:
 
     def spec(self, name: str) -> DockerHostSpec:
         return self.catalog.spec(name)
+
+    def ready(self, name: str) -> bool | None:
+        return self.catalog.ready(name)
 
     def connect(self, name: str) -> DockerHost:
         """The host's warm connection; a new one when its spec or its SSH key changed.
@@ -341,38 +358,34 @@ def _test_pauses(annotations: Mapping[str, str]) -> dict[Phase, float]:
 
 
 def probe_docker_host(pool: HostPool, name: str) -> dict[str, Any]:
-    """The DockerHost status: can ferry reach it, and what Docker, CRIU and kernel it runs."""
+    """The DockerHost status: can ferry reach it, and does it have what a migration needs there
+    (ferry.hosts.health); the Ready condition's reason is the first fault's."""
     probed = timestamp(now())
     try:
-        host = pool.connect(name)
-        docker_version = str(host.engine.version().get("Version", ""))
-        criu_version = host.criu.version()
-        kernel = facts.kernel_release(host)
-        fast_path = host.runc.describe() if host.runc is not None else None
-    except (SpecError, HostError) as error:
-        return {
-            "lastProbeTime": probed,
-            "message": str(error),
-            "conditions": [_ready(False, "Unreachable", str(error))],
-        }
-    ready = criu_version is not None
-    message = "reachable" if ready else "CRIU is not installed (criu --version failed)"
-    return {
-        "fastPath": fast_path,
-        "dockerVersion": docker_version,
-        "criuVersion": criu_version or "",
-        "kernel": kernel,
+        found = health.probe(pool.connect(name))
+    except (SpecError, HostError) as error:  # no usable spec, or no key to connect with
+        found = health.unreachable(error)
+    reason = found.faults[0].reason if found.faults else "Reachable"
+    status: dict[str, Any] = {
         "lastProbeTime": probed,
-        "message": message,
-        "conditions": [_ready(ready, "Reachable" if ready else "CRIUMissing", message)],
+        "message": found.message,
+        "conditions": [_ready(found.ready, reason, found.message)],
     }
+    if found.kernel:  # it answered over SSH
+        status.update(
+            fastPath=found.fast_path,
+            dockerVersion=found.docker_version,
+            criuVersion=found.criu_version,
+            kernel=found.kernel,
+        )
+    return status
 
 
 def probe_and_report(operator: Operator, name: str, uid: str, previous: Mapping[str, Any]) -> dict[str, Any]:
     """The DockerHost's new status; an Event when its readiness, or the reason for it, changed since
     the `previous` status (the first probe of a host reports it too)."""
     status = probe_docker_host(operator.pool, name)
-    before, ready = _ready_condition(previous), _ready_condition(status)
+    before, ready = ready_condition(previous), ready_condition(status)
     if (before.get("status"), before.get("reason")) != (ready["status"], ready["reason"]):
         operator.events.post(
             ObjectRef("DockerHost", name, uid),
@@ -383,8 +396,13 @@ def probe_and_report(operator: Operator, name: str, uid: str, previous: Mapping[
     return status
 
 
-def _ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
+def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
     return next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+
+
+def probed_readiness(status: Mapping[str, Any]) -> bool | None:
+    """What a DockerHost status's Ready condition says; None before the first probe."""
+    return {"True": True, "False": False}.get(ready_condition(status).get("status", ""))
 
 
 def _ready(ready: bool, reason: str, message: str) -> dict[str, Any]:

@@ -20,9 +20,9 @@ class Settings:
     test_hooks: bool = False  # honour ferry.dev/test-pause annotations (tests only)
     verbose: bool = False
     max_workers: int = 32  # threads for handlers; waiting (queued, rollback retries) holds none
+    host_probe_seconds: float = 60.0  # between two probes of a DockerHost (its timer is registered late)
     # Fixed when the handlers are registered (kopf's decorators take them), so not options:
     retry_seconds: float = 5.0  # before a handler that failed unexpectedly runs again
-    host_probe_seconds: float = 60.0  # between two probes of a DockerHost
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> Settings:

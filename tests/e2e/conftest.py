@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.lab import HOSTS, REPO, Lab, OperatorProcess
+from tests.e2e.lab import HOSTS, REPO, Lab, OperatorProcess, unused_local_port
 
 
 def stop_demo_operator() -> None:
@@ -49,9 +49,11 @@ def remove_new_containers(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def operator(lab: Lab) -> Iterator[OperatorProcess]:
-    """`ferry run` against the lab's API server; its log is .lab/logs/operator-e2e-*.log."""
+    """`ferry run` against the lab's API server, serving its metrics; its log is
+    .lab/logs/operator-e2e-*.log."""
     stop_demo_operator()
-    process = OperatorProcess(REPO / ".lab" / "logs" / "operator-e2e-main.log", priority=100)
+    log = REPO / ".lab" / "logs" / "operator-e2e-main.log"
+    process = OperatorProcess(log, priority=100, metrics_port=unused_local_port())
     process.start()
     yield process
     process.stop()

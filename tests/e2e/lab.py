@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SCRIPT = REPO / "hack" / "lab"
@@ -30,7 +32,8 @@ KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
 MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
 BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
-TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5")  # test-pause annotations, quick takeovers
+# test-pause annotations, quick takeovers, a host's readiness known within seconds
+TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 HOSTS = ("node1", "node2")
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
@@ -159,6 +162,51 @@ class Lab:
         )
         return resource
 
+    # -- hosts
+
+    def stop_dockerd(self, host: str) -> None:
+        """As if Docker crashed there: dockerd, containerd and every container of the host go."""
+        self.lab("stop", host, "dockerd")
+
+    def start_dockerd(self, host: str) -> None:
+        self.lab("start", host, "dockerd")
+
+    def docker_host(self, name: str) -> dict[str, Any]:
+        resource: dict[str, Any] = json.loads(self.kubectl("get", "dockerhost", name, "-o", "json").stdout)
+        return resource
+
+    def wait_for_readiness(self, host: str, ready: str, timeout: float = 60) -> dict[str, Any]:
+        """The DockerHost's Ready condition, once its status is `ready` ("True" or "False")."""
+
+        def condition() -> dict[str, Any] | None:
+            conditions = self.docker_host(host).get("status", {}).get("conditions", [])
+            return next((c for c in conditions if c["type"] == "Ready" and c["status"] == ready), None)
+
+        found: dict[str, Any] = wait_for(condition, timeout, f"DockerHost {host} to be Ready={ready}", 0.5)
+        return found
+
+    @contextmanager
+    def watching(self, name: str, template: str) -> Iterator[list[str]]:
+        """`kubectl get -w` of Migration `name`, from before it exists, each change printed with the
+        jsonpath `template`: what it printed is in the list yielded once the block ends."""
+        watch = subprocess.Popen(
+            [
+                *(str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "get", "migrations", "--watch"),
+                *("--field-selector", f"metadata.name={name}", "-o", f"jsonpath={template}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        printed: list[str] = []
+        try:
+            time.sleep(2)  # the watch is established before the Migration exists
+            yield printed
+        finally:
+            watch.terminate()
+            stdout, _ = watch.communicate(timeout=30)
+            printed += stdout.splitlines()
+
     def patch_host(self, host: str, spec: dict[str, Any]) -> None:
         """Merge-patches a DockerHost's spec."""
         self.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", json.dumps({"spec": spec}))
@@ -182,6 +230,25 @@ def start_web(lab: Lab, prefix: str = "web") -> tuple[str, int, str]:
     container, page, port = unique(prefix), unique("page"), free_port(lab)
     lab.run_container("node1", container, WEB, "-e", f"PAGE={page}", "-p", f"{port}:80")
     return container, port, page
+
+
+def unused_local_port() -> int:
+    """A TCP port nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def ferry(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The `ferry` command line against the lab's API server."""
+    return subprocess.run(
+        [sys.executable, "-m", "ferry", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "KUBECONFIG": str(KUBECONFIG)},
+    )
 
 
 def report(config: pytest.Config, line: str) -> None:
@@ -246,21 +313,44 @@ class Counter:
         return host
 
 
+class Scrape:
+    """One read of a Prometheus endpoint: each sample's value by its name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.samples = {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sample's value; 0 when it is not there (a counter not counted yet)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+
 class OperatorProcess:
-    """One `ferry run` with peering (and by default test hooks), which tests may kill and start again."""
+    """One `ferry run` with peering (and by default test hooks), which tests may kill and start again;
+    with `metrics_port`, it serves its metrics there."""
 
     def __init__(
-        self, log_path: Path, priority: int | None = None, options: Sequence[str] = TEST_OPERATOR_OPTIONS
+        self,
+        log_path: Path,
+        priority: int | None = None,
+        options: Sequence[str] = TEST_OPERATOR_OPTIONS,
+        metrics_port: int | None = None,
     ) -> None:
         self.log_path = log_path
         self.priority = priority
         self.options = options
+        self.metrics_port = metrics_port
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "ferry", "run", "--peering", "ferry", *self.options]
         if self.priority is not None:
             argv += ["--priority", str(self.priority)]
+        if self.metrics_port is not None:
+            argv += ["--metrics-port", str(self.metrics_port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -289,6 +379,12 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> Scrape:
+        """What its metrics endpoint serves now."""
+        assert self.metrics_port is not None, "the operator serves no metrics"
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            return Scrape(response.read().decode())
 
 
 @contextmanager

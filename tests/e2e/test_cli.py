@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.lab import KUBECONFIG, Counter, Lab, OperatorProcess, unique
+from tests.e2e.lab import Counter, Lab, OperatorProcess, ferry, unique
 
 PHASES = ("Pending", "Preparing", "Checkpointing", "Transferring", "Restoring", "Verifying", "Succeeded")
 # An Event's reason is the status reason: the end of a successful move says why it ended.
 EVENT_REASONS = (*PHASES[:-1], "Migrated")
-
-
-def ferry(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ferry", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "KUBECONFIG": str(KUBECONFIG)},
-    )
 
 
 @dataclass

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.lab import KUBECONFIG, KUBECTL, REPO, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, unique, wait_for
 
 
 def operator_version() -> str:
@@ -47,32 +46,11 @@ class Watched:
 def watched_move(lab: Lab, operator: OperatorProcess) -> Watched:
     """A counter moved node1 -> node2, watched with `kubectl get -w` from before it was created."""
     counter, name = Counter(lab), unique("mig-watched")
-    watch = subprocess.Popen(
-        [
-            str(KUBECTL),
-            "--kubeconfig",
-            str(KUBECONFIG),
-            "get",
-            "migrations",
-            "--watch",
-            "--field-selector",
-            f"metadata.name={name}",
-            "-o",
-            'jsonpath={.status.phase}{"\\n"}',
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        time.sleep(2)  # the watch is established before the Migration exists
+    with lab.watching(name, '{.status.phase}{"\\n"}') as phases:
         lab.migration(name, counter.name, target="node2")
         kubectl_wait(lab, name, "Complete")
         status = lab.get_migration(name)["status"]
-    finally:
-        watch.terminate()
-        stdout, _ = watch.communicate(timeout=30)
-    return Watched(name, stdout.splitlines(), status)
+    return Watched(name, phases, status)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from ferry.hosts.criu import Criu, CriuCheck
 from ferry.hosts.docker_engine import NotFound
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
-from ferry.hosts.ssh import CommandResult
+from ferry.hosts.ssh import CommandResult, SSHError
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext, MigrationRequest
 from ferry.migration.phases import Phase
@@ -44,6 +44,7 @@ class FakeEngine:
         self.images: dict[str, dict[str, Any]] = {}
         self.networks = {"bridge", "host", "none"}
         self.architecture = "x86_64"  # as `docker info` says it
+        self.experimental = True
         self.failing: dict[str, Exception] = {}
         self.calls = calls
 
@@ -108,8 +109,17 @@ class FakeEngine:
     def writable_layer_bytes(self, container_id: str) -> int:
         return int(self.inspect_container(container_id)["SizeRw"])
 
+    def version(self) -> dict[str, Any]:
+        if "version" in self.failing:
+            raise self.failing["version"]
+        return {"Version": "20.10.24"}
+
     def info(self) -> dict[str, Any]:
-        return {"Architecture": self.architecture, "DockerRootDir": f"/var/lib/docker-{self.host}"}
+        return {
+            "Architecture": self.architecture,
+            "DockerRootDir": f"/var/lib/docker-{self.host}",
+            "ExperimentalBuild": self.experimental,
+        }
 
     def root_dir(self) -> str:
         return str(self.info()["DockerRootDir"])
@@ -174,12 +184,13 @@ class FakeEngine:
 
 
 class FakeFiles:
-    """A host's files: the paths that exist, and links; `failing` makes remove_tree raise."""
+    """A host's files: the paths that exist, links, directory sizes; `failing` makes remove_tree raise."""
 
     def __init__(self, host: str, calls: list[str]) -> None:
         self.host = host
         self.paths: set[str] = set()
         self.links: dict[str, str] = {}  # symbolic links: where each leads
+        self.sizes: dict[str, int] = {}
         self.failing: dict[str, Exception] = {}
         self.calls = calls
 
@@ -188,6 +199,9 @@ class FakeFiles:
 
     def resolve(self, path: str) -> str | None:
         return self.links.get(path, path if path in self.paths else None)
+
+    def directory_bytes(self, path: str) -> int:
+        return self.sizes[path]
 
     def remove_tree(self, path: str) -> None:
         self.calls.append(f"{self.host}:remove_tree:{path}")
@@ -250,6 +264,8 @@ class FakeHost:
         self.procs: dict[int, FakeProcess] = {}  # what /proc shows of plain processes, by PID
         self.users = {0: "root", 1000: "app"}  # /etc/passwd
         self.pid_space = ("fake-boot-id", "pid:[4026531836]")  # boot id, PID namespace
+        self.criu_version = "4.2"  # as `criu --version` says it
+        self.reachable = True  # False: every command fails as a lost SSH connection does
         self.calls = calls
 
     def listen(self, protocol: str, port: int) -> None:
@@ -262,6 +278,8 @@ class FakeHost:
     ) -> CommandResult:
         """Answers the read-only commands ferry runs: anything else fails the test."""
         command = list(argv)
+        if not self.reachable:
+            raise SSHError(f"cannot reach host {self.name} over SSH: connection refused")
         if command[0] == "cat" and command[1].endswith("/maps"):
             maps = f"{self.stack}-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n" if self.stack else ""
             return _output(maps)
@@ -287,6 +305,12 @@ class FakeHost:
             return _output(f"{self.pid_space[0]}\n")
         if command == ["readlink", "/proc/self/ns/pid"]:
             return _output(f"{self.pid_space[1]}\n")
+        if command == ["criu", "--version"]:
+            installed = self.criu_check[0] != 127
+            version = f"Version: {self.criu_version}\n"
+            return _output(version) if installed else CommandResult(127, b"", b"criu: not found")
+        if command == ["uname", "-r"]:
+            return _output("6.1.0\n")
         raise AssertionError(f"{self.name} was asked to run {command}")
 
 
@@ -307,19 +331,24 @@ def host_spec(name: str, allowed: tuple[str, ...] = ("*",), **fields: Any) -> Do
 
 
 class FakeHosts:
-    """A HostDirectory; every connect() is recorded, so a test can say no host was touched."""
+    """A HostDirectory; every connect() is recorded, so a test can say no host was touched.
+    `readiness` is what each host's last probe said (none: never probed)."""
 
     def __init__(self, *specs: DockerHostSpec) -> None:
         self.specs = {spec.name: spec for spec in specs}
         self.calls: list[str] = []
         self.hosts = {name: FakeHost(name, self.calls) for name in self.specs}
         self.connected: list[str] = []
+        self.readiness: dict[str, bool] = {}
 
     def names(self) -> list[str]:
         return sorted(self.specs)
 
     def spec(self, name: str) -> DockerHostSpec:
         return self.specs[name]
+
+    def ready(self, name: str) -> bool | None:
+        return self.readiness.get(name)
 
     def connect(self, name: str) -> DockerHost:
         self.connected.append(name)
@@ -361,12 +390,13 @@ class FakeEventPoster:
 class FakeMigrationApi:
     """The CLI's MigrationApi over dicts, naming as the API server does for generateName. Each read of
     a Migration first moves it to the next status in `progress` (as the operator would); a None
-    there deletes it."""
+    there deletes it. Secrets are kept by (namespace, name); a name taken refuses a create."""
 
     def __init__(self, *, hosts: Sequence[dict[str, Any]] = (), namespace: str = "default") -> None:
         self.namespace = namespace
         self.migrations: dict[tuple[str, str], dict[str, Any]] = {}
         self.hosts = list(hosts)
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.progress: list[dict[str, Any] | None] = []
 
     def create_migration(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +425,20 @@ class FakeMigrationApi:
 
     def list_docker_hosts(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.hosts)
+
+    def create_docker_host(self, body: dict[str, Any]) -> None:
+        if any(host["metadata"]["name"] == body["metadata"]["name"] for host in self.hosts):
+            raise ClientError(f'cannot create the DockerHost: "{body["metadata"]["name"]}" already exists')
+        self.hosts.append(copy.deepcopy(body))
+
+    def create_secret(self, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.secrets:
+            raise ClientError(f'cannot create the Secret: "{key[1]}" already exists')
+        self.secrets[key] = copy.deepcopy(body)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        del self.secrets[namespace, name]
 
 
 @dataclass

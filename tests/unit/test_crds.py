@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from ferry.migration import preflight
 from ferry.migration.phases import Phase
-from ferry.migration.state import ConnectionHold, Metrics, MigrationState
+from ferry.migration.state import ConnectionHold, Metrics, MigrationState, Progress
 from tests.unit.fakes import preflight_facts
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -113,6 +113,7 @@ def status_with_every_field() -> dict[str, Any]:
         completion_time=moment,
         transitions=[(Phase.PENDING, moment), (Phase.PREPARING, moment)],
         metrics=Metrics(**{name: 1 for name in Metrics.model_fields}),
+        progress=Progress(phase=Phase.TRANSFERRING, step="transfer", moved_bytes=1, expected_bytes=2),
     )
     state.wait_for("cannot reach node1")
     return state.to_status(generation=1)

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ferry.cluster import Cluster
 from ferry.events import Events
+from ferry.hosts.criu import CriuCheck
 from ferry.hosts.ssh import CommandResult, SSHError
 from ferry.migration.phases import Phase
 from ferry.migration.state import MigrationState
@@ -135,10 +136,16 @@ class HealthyEngine:
     def version(self) -> dict[str, str]:
         return {"Version": "25.0.3"}
 
+    def info(self) -> dict[str, bool]:
+        return {"ExperimentalBuild": True}
+
 
 class HealthyCriu:
     def version(self) -> str:
         return "4.2"
+
+    def check(self) -> CriuCheck:
+        return CriuCheck(0, "Looks good.")
 
 
 class HealthySession:

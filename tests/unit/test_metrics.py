@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from ferry.metrics import record_finished
+from ferry.metrics import HostReadiness, record_finished
 from ferry.migration.phases import Phase
 from ferry.migration.state import Metrics, MigrationState
 
@@ -43,3 +43,16 @@ def test_a_step_that_took_no_time_is_observed_but_no_bytes_are_not_counted() -> 
     added = added_by(MigrationState(phase=Phase.FAILED, metrics=metrics))
 
     assert added == {("step", "prepare"): 1}
+
+
+def test_host_readiness_is_a_gauge_of_each_probed_host_read_at_each_scrape() -> None:
+    readiness = {"node1": True, "node2": False}
+    collector = HostReadiness(lambda: readiness)
+
+    [family] = collector.collect()
+    readiness.pop("node1")  # deleted: gone from the next scrape
+    [later] = collector.collect()
+
+    assert family.name == "ferry_host_ready"
+    assert [(s.labels["host"], s.value) for s in family.samples] == [("node1", 1.0), ("node2", 0.0)]
+    assert [s.labels["host"] for s in later.samples] == ["node2"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
 from ferry.api import SpecError
 from ferry.cli import parse_arguments
-from ferry.reconcile import DockerHostCatalog
+from ferry.reconcile import DockerHostCatalog, probed_readiness
 from ferry.settings import Settings
 
 NODE = {
@@ -59,3 +60,34 @@ def test_a_migration_that_waits_is_logged_as_information_not_as_an_error(
         logging.getLogger("kopf.objects").error("Handler 'migrate' failed temporarily: queued: node2 is full")
 
     assert [record.levelname for record in caplog.records] == ["INFO"]
+
+
+def test_how_often_hosts_are_probed_is_an_option_of_run() -> None:
+    assert (
+        Settings.from_arguments(parse_arguments(["run", "--host-probe-seconds", "5"])).host_probe_seconds == 5
+    )
+    assert Settings.from_arguments(parse_arguments(["run"])).host_probe_seconds == 60
+
+
+def test_the_catalog_knows_what_each_hosts_last_probe_said_and_none_for_a_host_never_probed() -> None:
+    catalog = DockerHostCatalog(
+        {"node1": [NODE], "node2": [NODE], "node3": [NODE]}, {"node1": [True], "node2": [False]}
+    )
+
+    assert [catalog.ready(name) for name in ("node1", "node2", "node3")] == [True, False, None]
+    assert catalog.readiness() == {"node1": True, "node2": False}
+
+
+@pytest.mark.parametrize(
+    ("status", "ready"),
+    [
+        ({}, None),
+        ({"conditions": [{"type": "Ready", "status": "True"}]}, True),
+        ({"conditions": [{"type": "Ready", "status": "False", "reason": "DockerUnavailable"}]}, False),
+        ({"conditions": [{"type": "Ready", "status": "Unknown"}]}, None),
+    ],
+)
+def test_the_readiness_index_holds_what_a_probed_hosts_ready_condition_says(
+    status: dict[str, Any], ready: bool | None
+) -> None:
+    assert probed_readiness(status) is ready

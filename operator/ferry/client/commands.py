@@ -10,6 +10,7 @@ from typing import Any, TextIO, TypeVar
 from rich.console import Console
 
 from ferry.api import Strategy
+from ferry.client import host_registration
 from ferry.client.describe import describe
 from ferry.client.kube import ClientError, KubeApi, MigrationApi
 from ferry.client.listing import as_document, hosts_table, migrations_table
@@ -25,7 +26,7 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 
 
 def register(commands: argparse._SubParsersAction[P]) -> None:
-    """Adds migrate, get, describe and hosts to the `ferry` program."""
+    """Adds migrate, get, describe, hosts and hosts add to the `ferry` program."""
     migrate = commands.add_parser(
         "migrate",
         help="create a Migration (and --wait for its end)",
@@ -81,6 +82,14 @@ def register(commands: argparse._SubParsersAction[P]) -> None:
 
     hosts = commands.add_parser("hosts", help="the DockerHosts: readiness, versions, migrations running")
     hosts.set_defaults(handler=hosts_command)
+    add_host = hosts.add_subparsers(dest="hosts_command", metavar="add").add_parser(
+        "add",
+        help="register a Docker host: a Secret with its SSH key and a DockerHost pinning its host key",
+        description="Read a host's SSH host key (ssh-keyscan), then create the Secret holding the "
+        "private key and the DockerHost; say what was created.",
+    )
+    host_registration.add_arguments(add_host)
+    add_host.set_defaults(handler=host_registration.add_host_command)
 
 
 def run(args: argparse.Namespace, connect: Callable[[], MigrationApi] = KubeApi) -> int:

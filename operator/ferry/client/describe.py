@@ -23,6 +23,7 @@ def describe(resource: dict[str, Any], now: datetime) -> str:
         "Phase": status.get("phase", "(not seen by the operator yet)"),
         "Reason": state.reason or "-",
         "Message": state.message or "-",
+        "Progress": f"{state.progress.summary} ({state.progress.phase})" if state.progress else "-",
         "Downtime": freeze_window(state.metrics) or "-",
         "Bytes moved": _bytes_moved(state.metrics) or "-",
     }

@@ -32,6 +32,12 @@ class MigrationApi(Protocol):
 
     def list_docker_hosts(self) -> list[dict[str, Any]]: ...
 
+    def create_docker_host(self, body: dict[str, Any]) -> None: ...
+
+    def create_secret(self, body: dict[str, Any]) -> None: ...
+
+    def delete_secret(self, namespace: str, name: str) -> None: ...
+
 
 class KubeApi:
     """The cluster of the kubeconfig ($KUBECONFIG, or ~/.kube/config), or the one we run in."""
@@ -43,6 +49,7 @@ class KubeApi:
             raise ClientError(f"no cluster to talk to (set KUBECONFIG): {error}") from None
         self.namespace = _current_namespace()
         self._custom = kubernetes.client.CustomObjectsApi()
+        self._core = kubernetes.client.CoreV1Api()
 
     def create_migration(self, body: dict[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
@@ -72,6 +79,20 @@ class KubeApi:
         with _calling("list DockerHosts"):
             listing = self._custom.list_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS)
         return _items(listing)
+
+    def create_docker_host(self, body: dict[str, Any]) -> None:
+        with _calling("create the DockerHost"):
+            self._custom.create_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS, body)
+
+    def create_secret(self, body: dict[str, Any]) -> None:
+        with _calling("create the Secret"):  # the client sends a dict as it is, in the API's field names
+            self._core.create_namespaced_secret(
+                body["metadata"]["namespace"], cast(kubernetes.client.V1Secret, body)
+            )
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        with _calling(f"delete Secret {namespace}/{name}"):
+            self._core.delete_namespaced_secret(name, namespace)
 
 
 class _NotFound(ClientError):

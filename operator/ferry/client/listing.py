@@ -14,25 +14,32 @@ from ferry.migration.admission import HOLDING
 from ferry.migration.phases import Phase
 
 MIGRATION_COLUMNS = ("NAME", "WORKLOAD", "SOURCE", "TARGET", "PHASE", "DOWNTIME", "AGE")
+PROGRESS_COLUMN = "PROGRESS"  # after PHASE, while a Migration listed reports progress
 HOST_COLUMNS = ("NAME", "ADDRESS", "READY", "DOCKER", "CRIU", "FAST PATH", "MIGRATIONS")
 
 
 def migrations_table(items: Sequence[dict[str, Any]], now: datetime, *, with_namespace: bool) -> str:
+    columns = list(MIGRATION_COLUMNS)
+    if any("progress" in item.get("status", {}) for item in items):
+        columns.insert(columns.index("PHASE") + 1, PROGRESS_COLUMN)
+    if with_namespace:
+        columns.insert(0, "NAMESPACE")
     rows = []
     for item in items:
         meta, spec, status = item["metadata"], item.get("spec", {}), item.get("status", {})
-        row = [
-            meta["name"],
-            status.get("workload", ""),
-            status.get("sourceHost") or spec.get("sourceHost", ""),
-            spec.get("targetHost", ""),
-            status.get("phase", ""),
-            status.get("downtime", ""),
-            age(meta.get("creationTimestamp"), now),
-        ]
-        rows.append([meta["namespace"], *row] if with_namespace else row)
-    header = ("NAMESPACE", *MIGRATION_COLUMNS) if with_namespace else MIGRATION_COLUMNS
-    return table(header, rows)
+        cells = {
+            "NAMESPACE": meta["namespace"],
+            "NAME": meta["name"],
+            "WORKLOAD": status.get("workload", ""),
+            "SOURCE": status.get("sourceHost") or spec.get("sourceHost", ""),
+            "TARGET": spec.get("targetHost", ""),
+            "PHASE": status.get("phase", ""),
+            PROGRESS_COLUMN: (status.get("progress") or {}).get("summary", ""),
+            "DOWNTIME": status.get("downtime", ""),
+            "AGE": age(meta.get("creationTimestamp"), now),
+        }
+        rows.append([cells[column] for column in columns])
+    return table(columns, rows)
 
 
 def hosts_table(hosts: Sequence[dict[str, Any]], migrations: Sequence[dict[str, Any]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from ferry.migration.state import parse_timestamp
+from ferry.migration.state import format_size, parse_timestamp
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -27,13 +27,4 @@ def age(created: str | None, now: datetime) -> str:
     return f"{seconds // 86400}d"
 
 
-def size(count: int) -> str:
-    """'512 B', '4.0 KiB', '12.3 MiB', '1.5 GiB'."""
-    if count < 1024:
-        return f"{count} B"
-    value = float(count)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit}"
+size = format_size  # '512 B', '4.0 KiB', '12.3 MiB', '1.5 GiB': as the status's progress says them

@@ -6,12 +6,13 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from ferry.client.kube import ClientError, MigrationApi
 from ferry.client.outcome import ExitCode, ending, exit_code
 from ferry.migration.phases import Phase
 from ferry.migration.state import MigrationState
+from ferry.migration.state import Progress as BytesMoved
 
 POLL_SECONDS = 0.5
 STEPS = (
@@ -65,6 +66,7 @@ def _follow(
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"{name}: waiting for the operator", total=len(STEPS))
+        moving = progress.add_task("", total=None, visible=False)
         while True:
             resource = api.get_migration(namespace, name)
             if resource is None:
@@ -75,9 +77,25 @@ def _follow(
                 shown = state.phase.value
                 _say(progress.console, f"{clock() - start:6.1f}s  {shown:<13}  {state.message}")
                 progress.update(task, description=f"{name}: {shown}", completed=_steps_done(state.phase))
+            _show_bytes(progress, moving, state.progress)
             if state.phase.is_terminal or clock() - start >= timeout:
                 return state
             sleep(POLL_SECONDS)
+
+
+def _show_bytes(bar: Progress, task: TaskID, moved: BytesMoved | None) -> None:
+    """A second line with the bytes the step under way moves, while the status reports them."""
+    if moved is None:
+        bar.update(task, visible=False)
+        return
+    bar.update(
+        task,
+        description=f"  {moved.summary}",
+        total=moved.expected_bytes,
+        completed=moved.moved_bytes,
+        visible=True,
+        refresh=True,
+    )
 
 
 def _steps_done(phase: Phase) -> int | None:

@@ -35,6 +35,12 @@ class CriuCheck:
     def installed(self) -> bool:
         return self.exit_code != NOT_INSTALLED
 
+    @property
+    def last_line(self) -> str:
+        """What CRIU said last: on a failure, what it lacks."""
+        lines = [line for line in self.output.splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"
+
 
 class Criu:
     def __init__(self, commands: Commands) -> None:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ferry.hosts.ssh import CommandFailed, SSHSession
-from ferry.hosts.streams import ArmedCommand, Pipe, TransferFailed
+from ferry.hosts.streams import ArmedCommand, Moved, Pipe, TransferFailed
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,9 @@ class PeerStream:
             label=f"{source.name} (to {target.name})",
         )
 
-    def fire(self) -> int:
-        """Streams everything; returns the number of bytes the producer's tar reported, else 0."""
+    def fire(self, progress: Moved | None = None) -> int:
+        """Streams everything; returns the number of bytes the producer's tar reported, else 0 (the
+        operator sees no byte go by: `progress` is told at the end)."""
         try:
             ended = self._sender.fire()
         except (OSError, EOFError, TimeoutError) as error:
@@ -175,7 +176,10 @@ class PeerStream:
                 f"{detail[-1] if detail else 'no error output'}"
             )
         total = TOTAL.search(ended.stderr)
-        return int(total.group(1)) if total else 0
+        moved = int(total.group(1)) if total else 0
+        if progress is not None:
+            progress(moved)
+        return moved
 
     def close(self) -> None:
         """Ends the sender and withdraws the key from the target (after the freeze window: it costs

@@ -89,6 +89,22 @@ class RuncHost:
             else "installed by the first migration that uses this host",
         }
 
+    def missing(self) -> list[str]:
+        """What the fast path needs on this host and does not find there (the runtime wrapper is not
+        among it: the first migration that uses the host installs it)."""
+        lacking = []
+        if self.ssh.run(["runc", "--version"], check=False, timeout=30).exit_code != 0:
+            lacking.append("runc is not on the PATH")
+        if self.ssh.run(["test", "-d", self.config.exec_root], check=False, timeout=30).exit_code != 0:
+            lacking.append(
+                f"{self.config.exec_root} is not a directory (is spec.fastPath.execRoot dockerd's exec-root?)"
+            )
+        try:
+            self._daemon_config()
+        except FastPathUnavailable as error:
+            lacking.append(str(error))
+        return lacking
+
     def install_runtime(self) -> None:
         """Installs the wrapper and registers it with dockerd (idempotent, versioned, reloaded by SIGHUP)."""
         if self.runtime_installed():

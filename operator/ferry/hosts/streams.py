@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,11 +24,15 @@ class TransferFailed(HostError):
     pass
 
 
+Moved = Callable[[int], None]  # told the number of bytes a stream has moved so far
+
+
 class Stream(Protocol):
     """Bytes from a command on one host into a command on another, set up before it is fired."""
 
-    def fire(self) -> int:
-        """Streams everything; returns the number of bytes moved."""
+    def fire(self, progress: Moved | None = None) -> int:
+        """Streams everything; returns the number of bytes moved. `progress` is told the bytes moved
+        so far as often as the stream knows them (through the operator: at every chunk)."""
         ...
 
     def close(self) -> None: ...
@@ -93,8 +98,8 @@ class Relay:
             wait_until_ready(self._reader, source.name)
             self._reader.settimeout(timeout)
 
-    def fire(self) -> int:
-        """Streams everything; returns the number of bytes moved."""
+    def fire(self, progress: Moved | None = None) -> int:
+        """Streams everything; returns the number of bytes moved, telling `progress` at every chunk."""
         reader, writer = self._reader, self._writer
         moved = 0
         try:
@@ -104,6 +109,8 @@ class Relay:
             while chunk := reader.recv(CHUNK):
                 writer.sendall(chunk)
                 moved += len(chunk)
+                if progress is not None:
+                    progress(moved)
             writer.shutdown_write()
             producer_status = exit_status(reader, self._timeout)
             producer_stderr = reader.makefile_stderr("rb").read().decode(errors="replace")

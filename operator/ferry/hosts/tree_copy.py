@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ferry.hosts.peer_stream import PeerEndpoint, PeerStream
 from ferry.hosts.ssh import SSHSession
-from ferry.hosts.streams import Pipe, Relay, Stream
+from ferry.hosts.streams import Moved, Pipe, Relay, Stream
 
 # Overlay whiteouts and opaque directories are xattrs/devices: keep them, and numeric owners.
 TAR_OPTIONS = (
@@ -115,15 +115,23 @@ class TreeCopy:
         return self._stream(commands, source_dir, target, armed=armed, tag=tag)
 
     def mirror_bulk(
-        self, source_dir: str, target: TreeCopy, target_dir: str, listing: str, *, tag: str
+        self,
+        source_dir: str,
+        target: TreeCopy,
+        target_dir: str,
+        listing: str,
+        *,
+        tag: str,
+        progress: Moved | None = None,
     ) -> tuple[int, Baseline]:
         """The bulk round of a mirror, while the source directory may change: its content replaces the
         target directory's, and `listing` (a file on this host) records what the target then holds.
-        Returns the bytes moved and the baseline `mirror_final` starts from."""
+        Returns the bytes moved (told to `progress` as they go) and the baseline `mirror_final` starts
+        from."""
         since = self.clock()
         moved = self._stream(
             bulk_commands(source_dir, target_dir), source_dir, target, armed=False, tag=tag
-        ).fire()
+        ).fire(progress)
         listed = listing_commands(target_dir, listing)
         Relay(Pipe(target.ssh, listed.producer, self.ssh, listed.consumer)).fire()
         return moved, Baseline(since, listing)

@@ -33,7 +33,7 @@ from ferry.migration.context import MigrationContext
 from ferry.migration.continuity import ClientContinuity
 from ferry.migration.errors import HostError, Problem
 from ferry.migration.image_copy import copy_image, image_reference
-from ferry.migration.phases import Outcome
+from ferry.migration.phases import Outcome, Phase
 from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 from ferry.migration.twin_rules import linked_host_path_problem, twin_problem
@@ -106,10 +106,10 @@ class ContainerMigration(MigrationSteps):
         self.ctx.save()
 
         self.files.check(info)
-        copy_image(source, target, info, self.state.metrics)
+        copy_image(source, target, info, self.state.metrics, self.progress)
         self.state.target_container_id = self._create_target_container(info)
         self.state.checkpoint_name = f"ferry-{self.ctx.request.uid}"
-        self.files.copy_volumes_before_the_freeze(self.state.metrics)
+        self.files.copy_volumes_before_the_freeze(self.state.metrics, self.progress)
         self.files.arm()
         self.checkpoints.prepare()
         if self.live:
@@ -180,11 +180,21 @@ class ContainerMigration(MigrationSteps):
 
     def checkpoint(self) -> None:
         self.checkpoints.checkpoint()
+        self.progress.start("transfer", self._expected_transfer_bytes(), phase=Phase.TRANSFERRING)
+
+    def _expected_transfer_bytes(self) -> int | None:
+        """What the transfer should move, as the preflight estimated it (read from memory: no call
+        inside the freeze); volumes send only what changed, not known beforehand."""
+        report = self.state.preflight or {}
+        estimates = ("rootfsBytes", "expectedCheckpointBytes") if self.live else ("rootfsBytes",)
+        if not all(key in report for key in estimates):
+            return None
+        return sum(int(report[key]) for key in estimates)
 
     # -- Transferring: checkpoint images, the writable layer and what changed in volumes.
 
     def transfer(self) -> None:
-        self.files.transfer(self.state.metrics)
+        self.progress.moved(self.files.transfer(self.state.metrics))
         self.state.transfer = self.ctx.request.spec.transfer.value
 
     def release(self) -> None:

@@ -21,6 +21,7 @@ from ferry.migration.container_config import MIGRATION_LABEL
 from ferry.migration.container_data import VolumeCopy, bind_sources, local_volumes, named_volumes
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
+from ferry.migration.progress import ProgressReport
 from ferry.migration.state import Metrics
 
 
@@ -118,14 +119,22 @@ class ContainerFiles:
             )
         return self._paths
 
-    def copy_volumes_before_the_freeze(self, metrics: Metrics) -> None:
+    def copy_volumes_before_the_freeze(self, metrics: Metrics, progress: ProgressReport) -> None:
         """The bulk of each local volume moves while the workload runs; the freeze sends what changed
-        and deletes what went."""
+        and deletes what went. Progress is reported against the volumes' size (`du`)."""
+        volumes = self._volumes()
+        if volumes:
+            progress.start("volumes", sum(self.source.files.directory_bytes(v.source_dir) for v in volumes))
         metrics.volume_bytes = 0
-        for v in self._volumes():
+        for v in volumes:
             listing = f"{WORK_ROOT}/{self.uid}/volumes/{v.name}"  # on the source, removed with the work files
             moved, self._baselines[v.name] = self.source.trees.mirror_bulk(
-                v.source_dir, self.target.trees, v.target_dir, listing, tag=self.uid
+                v.source_dir,
+                self.target.trees,
+                v.target_dir,
+                listing,
+                tag=self.uid,
+                progress=progress.after(metrics.volume_bytes),
             )
             metrics.volume_bytes += moved
 
@@ -169,25 +178,27 @@ class ContainerFiles:
 
     # -- in the freeze
 
-    def transfer(self, metrics: Metrics) -> None:
-        """Fires the armed copies (arming them first after a restart) and counts what each moved."""
+    def transfer(self, metrics: Metrics) -> int:
+        """Fires the armed copies (arming them first after a restart) and counts what each moved;
+        returns the bytes moved in all."""
         relays = self._relays or self._armed_relays()
         self._relays = None
         with ThreadPoolExecutor(max_workers=4) as pool:
             moved = {kind: pool.submit(relay.fire) for kind, relay in relays.items()}
-            if self.shared:
-                self._transfer_through_shared_directory(metrics)
+            total = self._transfer_through_shared_directory(metrics) if self.shared else 0
             for kind, future in moved.items():
+                total += future.result()
                 if kind == "rootfs":
                     metrics.rootfs_bytes = future.result()
                 elif kind == "checkpoint":
                     metrics.checkpoint_bytes = future.result()
                 else:
                     metrics.volume_bytes = (metrics.volume_bytes or 0) + future.result()
+        return total
 
-    def _transfer_through_shared_directory(self, metrics: Metrics) -> None:
+    def _transfer_through_shared_directory(self, metrics: Metrics) -> int:
         """The source writes the checkpoint and writable layer into the shared directory; the target
-        reads them from there: no byte crosses the operator."""
+        reads them from there: no byte crosses the operator. Returns their size."""
         paths, (source_shared, target_shared) = self.paths(), self._shared_directories()
         staging = f"ferry-{self.uid}"
         copies = (
@@ -213,6 +224,7 @@ class ContainerFiles:
             )
         metrics.checkpoint_bytes = self.source.files.directory_bytes(f"{source_shared}/{staging}/checkpoint")
         metrics.rootfs_bytes = self.source.files.directory_bytes(f"{source_shared}/{staging}/rootfs")
+        return metrics.checkpoint_bytes + metrics.rootfs_bytes
 
     # -- after
 

@@ -22,6 +22,10 @@ class HostDirectory(Protocol):
 
     def spec(self, name: str) -> DockerHostSpec: ...
 
+    def ready(self, name: str) -> bool | None:
+        """What the host's last probe said (its DockerHost's Ready condition); None: never probed."""
+        ...
+
     def connect(self, name: str) -> DockerHost: ...
 
 

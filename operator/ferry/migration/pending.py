@@ -10,6 +10,7 @@ from ferry.migration.admission import full_hosts, migrating_container
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem, Wait
 from ferry.migration.phases import Phase
+from ferry.migration.readiness import not_ready, require_ready
 from ferry.migration.state import now
 
 QUEUE_POLL_SECONDS = 1.0
@@ -47,6 +48,7 @@ def admit(ctx: MigrationContext) -> None:
     spec, state = ctx.request.spec, ctx.state
     note_the_start(ctx)
     state.target_host = spec.target_host
+    require_ready(ctx, (spec.target_host, state.source_host or spec.source_host))
     container = spec.workload.container
     if container is None:
         state.source_host = spec.source_host
@@ -103,12 +105,16 @@ def find_source_host(ctx: MigrationContext, container: str) -> str:
         for name in ctx.hosts.names()
         if name != spec.target_host and ctx.hosts.spec(name).allows_namespace(ctx.request.namespace)
     ]
-    found = [name for name in candidates if ctx.host(name).engine.find_container(container) is not None]
+    unready = [name for name in candidates if not_ready(ctx, name) is not None]
+    searched = [name for name in candidates if name not in unready]
+    found = [name for name in searched if ctx.host(name).engine.find_container(container) is not None]
     if not found:
+        skipped = f"; not searched, as not Ready: {', '.join(unready)}" if unready else ""
         raise Problem(
             "ContainerNotFound",
-            f"container '{container}' is on none of the hosts searched ({', '.join(candidates) or 'none'}); "
-            + closest_containers(ctx, container, candidates),
+            f"container '{container}' is on none of the hosts searched ({', '.join(searched) or 'none'}); "
+            + closest_containers(ctx, container, searched)
+            + skipped,
         )
     if len(found) > 1:
         raise Problem(

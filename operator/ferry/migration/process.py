@@ -17,7 +17,7 @@ from ferry.hosts.ssh import Commands
 from ferry.hosts.streams import Stream
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
-from ferry.migration.phases import Outcome
+from ferry.migration.phases import Outcome, Phase
 from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 from ferry.migration.workload_rules import process_problem
@@ -133,6 +133,7 @@ class ProcessMigration(MigrationSteps):
                 # CRIU resumes the process when a dump fails: nothing stays frozen.
                 frozen = not processes.is_alive(source, pid)
                 raise Problem("CheckpointFailed", str(error), frozen=frozen) from None
+        self.progress.start("transfer", None, phase=Phase.TRANSFERRING)
 
     def transfer(self) -> None:
         if self._relay is None:  # resumed after a restart: nothing was armed
@@ -147,6 +148,7 @@ class ProcessMigration(MigrationSteps):
         # Kept until release(): closing a direct stream withdraws its key, a remote call the freeze
         # window need not pay for.
         self.state.metrics.checkpoint_bytes = self._relay.fire()
+        self.progress.moved(self.state.metrics.checkpoint_bytes)
         self.state.transfer = "Stream"
 
     def restore(self) -> None:

@@ -44,6 +44,18 @@ def format_duration(ms: int) -> str:
     return f"{minutes}m{seconds}s"
 
 
+def format_size(count: int) -> str:
+    """'512 B', '4.0 KiB', '12.3 MiB', '1.5 GiB'."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
 def _read_time(value: Any) -> Any:
     """A time as the status writes it, or a datetime as it is; an empty text is no time."""
     if isinstance(value, str):
@@ -107,6 +119,28 @@ class ConnectionHold(StatusPart):
     held_ms: int | None = None  # from the hold to the release
 
 
+class Progress(StatusPart):
+    """status.progress: the bytes a long step moves, while the Migration runs (`kubectl get -w` shows
+    its summary). Before the freeze it is written as the bytes move (ferry.migration.progress); inside
+    it only with the phase changes around the transfer, as every write there is downtime. Gone once
+    the Migration ends."""
+
+    phase: Phase  # the phase whose step moves these bytes
+    step: str  # what moves: image, volumes, transfer
+    moved_bytes: int = 0
+    expected_bytes: int | None = None  # an estimate (the preflight's); None: not known
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        """'image 120.0 MiB of 300.0 MiB (40%)', for people."""
+        moved = format_size(self.moved_bytes)
+        if not self.expected_bytes:
+            return f"{self.step} {moved}"
+        percent = min(100, self.moved_bytes * 100 // self.expected_bytes)
+        return f"{self.step} {moved} of {format_size(self.expected_bytes)} ({percent}%)"
+
+
 def _in_fingerprint(key: str) -> Any:
     """A field kept flat in memory and read from status.fingerprint (see `MigrationState.fingerprint`)."""
     return Field(None, validation_alias=AliasPath("fingerprint", key), exclude=True)
@@ -146,6 +180,7 @@ class MigrationState(StatusPart):
     completion_time: StatusTime = None
     transitions: list[Transition] = Field(default_factory=list, alias="phaseTransitions")
     metrics: Metrics = Field(default_factory=Metrics)
+    progress: Progress | None = None
 
     def start(self, message: str) -> None:
         """A new Migration, just seen by the operator: Pending from now on, saying what comes next."""
@@ -182,6 +217,7 @@ class MigrationState(StatusPart):
             self.frozen_at = moment
         if phase.is_terminal:
             self.completion_time = moment
+            self.progress = None
             if self.start_time is not None:
                 self.metrics.total_ms = milliseconds(self.start_time, moment)
 

@@ -13,6 +13,7 @@ from ferry.migration import pending
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
 from ferry.migration.phases import Outcome, Phase
+from ferry.migration.progress import ProgressReport
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ class MigrationSteps(ABC):
     def __init__(self, context: MigrationContext) -> None:
         self.ctx = context
         self.state = context.state
+        self.progress = ProgressReport(context)
 
     @property
     def source(self) -> DockerHost:
