@@ -167,9 +167,12 @@ class ResourceStatus:
         status = state.to_status(generation)
         previous_phase = self._written.get("phase")
         for _ in range(CONFLICT_RETRIES):
+            # A merge patch removes a key only when it says null: what the state no longer has (progress
+            # once it ended, a redirect taken back) must not stay on the server.
+            gone = {key: None for key in self._written if key not in status}
             try:
                 written = self.store.patch_migration_status(
-                    self.namespace, self.name, status, self._resource_version
+                    self.namespace, self.name, {**status, **gone}, self._resource_version
                 )
             except Conflict:
                 self._catch_up()

@@ -44,7 +44,10 @@ class FakeStore:
         self.written_with.append(resource_version)
         if resource_version != self.resource["metadata"]["resourceVersion"]:
             raise Conflict(f"{name} changed since {resource_version}")
-        self.resource["status"] = {**self.resource["status"], **status}
+        merged = {**self.resource["status"], **status}
+        self.resource["status"] = {
+            key: value for key, value in merged.items() if value is not None
+        }  # null: gone
         self._bump()
         return copy.deepcopy(self.resource)
 
@@ -197,3 +200,16 @@ def test_the_cluster_turns_a_409_into_a_conflict() -> None:
 
     with pytest.raises(Conflict):
         cluster.patch_migration_status("team-a", "move-web", {"phase": "Preparing"}, "7")
+
+
+def test_a_field_the_state_no_longer_has_is_removed_from_the_status() -> None:
+    store = FakeStore()
+    sink = sink_for(store)
+    redirected = state_in(Phase.VERIFYING)
+    redirected.redirect = "node1:80/tcp -> 10.0.0.2"
+    sink.save(redirected, 1)
+
+    redirected.redirect = None  # taken back by a rollback
+    sink.save(redirected, 1)
+
+    assert store.resource is not None and "redirect" not in store.resource["status"]
