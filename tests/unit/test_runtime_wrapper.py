@@ -71,6 +71,22 @@ def test_create_of_a_prepared_container_becomes_a_restore_from_its_images(
     )  # fmt: skip
 
 
+def test_create_of_a_prepared_post_copy_restore_asks_runc_for_lazy_pages(
+    runtime: tuple[Path, Path, Path],
+) -> None:
+    prepared = prepare(runtime)
+    (prepared / "lazy-pages").touch()
+    (called,) = call(runtime, *SHIM_CREATE)
+    assert called == " ".join(
+        [
+            *SHIM_CREATE[:6],
+            "restore", "--detach", "--image-path", f"{prepared}/images", "--work-path", f"{prepared}/work",
+            "--lazy-pages",
+            *SHIM_CREATE[7:],
+        ]
+    )  # fmt: skip
+
+
 def test_start_after_a_restore_succeeds_without_runc_and_forgets_the_restore(
     runtime: tuple[Path, Path, Path],
 ) -> None:

@@ -5,7 +5,10 @@
 # without doing anything, as the restored process already runs. Every other call goes to runc as is.
 #
 # A prepared restore is the directory $RESTORE_ROOT/<container id> holding `images` (a link to the
-# CRIU images) and `work` (CRIU's work directory, logs included).
+# CRIU images) and `work` (CRIU's work directory, logs included). With a file `lazy-pages` there too,
+# the restore is post-copy: `runc restore --lazy-pages`, whose memory a `criu lazy-pages` daemon that
+# ferry started beforehand with the same work directory (it listens on work/lazy-pages.socket) pulls
+# from the source's page server; `work` is then a link to that daemon's directory.
 RESTORE_ROOT=${FERRY_RESTORE_ROOT:-/var/lib/ferry/restore}  # overridden by tests only
 
 command=""
@@ -34,6 +37,7 @@ case $command in
         shift
         if [ -z "$replaced" ] && [ "$argument" = create ]; then
           set -- "$@" restore --detach --image-path "$prepared/images" --work-path "$prepared/work"
+          if [ -e "$prepared/lazy-pages" ]; then set -- "$@" --lazy-pages; fi
           replaced=1
         else
           set -- "$@" "$argument"

@@ -25,7 +25,7 @@ from ferry.hosts.streams import ArmedCommand
 log = logging.getLogger(__name__)
 
 RUNTIME_NAME = "ferry"
-WRAPPER_VERSION = "1"
+WRAPPER_VERSION = "2"  # 2: post-copy (a prepared restore with `lazy-pages`)
 WRAPPER_PATH = f"/usr/local/lib/ferry/ferry-runtime-v{WRAPPER_VERSION}"
 RESTORE_ROOT = "/var/lib/ferry/restore"  # the wrapper reads prepared restores here
 WORK_ROOT = "/var/lib/ferry/work"  # CRIU work directories and per-migration files, root only
