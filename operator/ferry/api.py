@@ -76,6 +76,8 @@ class MigrationSpec:
     keep_checkpoint: bool = False
     dry_run: bool = False  # preflight only: nothing is changed on any host
     timeout_seconds: int = 300
+    # memory pulled from the source after the target runs (CRIU lazy pages; docs/postcopy.md)
+    post_copy: bool = False
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> MigrationSpec:
@@ -89,6 +91,10 @@ class MigrationSpec:
         dry_run = _boolean(spec, "dryRun")
         if dry_run and workload.process is not None:
             raise SpecError("spec.dryRun applies to a container workload, not to a process")
+        post_copy = _boolean(spec, "postCopy")
+        strategy = _enum(Strategy, spec, "strategy", Strategy.LIVE)
+        if post_copy and (workload.container is None or strategy is not Strategy.LIVE):
+            raise SpecError("spec.postCopy applies to a container workload with strategy Live")
         timeout = spec.get("timeoutSeconds", 300)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 10 <= timeout <= 86400:
             raise SpecError(f"spec.timeoutSeconds must be an integer from 10 to 86400, not {timeout!r}")
@@ -97,13 +103,14 @@ class MigrationSpec:
             workload=workload,
             target_host=target,
             source_host=source,
-            strategy=_enum(Strategy, spec, "strategy", Strategy.LIVE),
+            strategy=strategy,
             transfer=_enum(Transfer, spec, "transfer", Transfer.STREAM),
             redirect=_boolean(spec, "redirect"),
             hold_connections=_boolean(spec, "holdConnections", default=True),
             keep_checkpoint=_boolean(spec, "keepCheckpoint"),
             dry_run=dry_run,
             timeout_seconds=timeout,
+            post_copy=post_copy,
         )
 
 

@@ -56,6 +56,11 @@ class Criu:
         output = (result.stdout + result.stderr).decode(errors="replace").strip()
         return CriuCheck(result.exit_code, output)
 
+    def check_feature(self, feature: str) -> CriuCheck:
+        """`criu check --feature FEATURE` (e.g. uffd-noncoop, which lazy pages need)."""
+        result = self._commands.run(["criu", "check", "--feature", feature], check=False, timeout=60)
+        return CriuCheck(result.exit_code, (result.stdout + result.stderr).decode(errors="replace").strip())
+
     def ensure_options(self) -> None:
         """Writes OPTIONS into RUNC_CONFIG, each once."""
         script = (

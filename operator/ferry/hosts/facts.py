@@ -50,6 +50,11 @@ def available_disk_bytes(host: DockerHost, path: str) -> int:
     return int(printed[-1])
 
 
+def pipe_max_size(host: DockerHost) -> int:
+    """fs.pipe-max-size: how big a pipe may grow without CAP_SYS_RESOURCE (CRIU's page server needs 4 MiB)."""
+    return int(host.ssh.run(["cat", "/proc/sys/fs/pipe-max-size"], timeout=30).text.strip())
+
+
 def available_memory_bytes(host: DockerHost) -> int:
     """MemAvailable of /proc/meminfo: what can be given to new processes without swapping."""
     for line in host.ssh.run(["cat", "/proc/meminfo"], timeout=30).text.splitlines():

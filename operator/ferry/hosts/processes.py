@@ -124,6 +124,12 @@ def is_alive(host: Commands, pid: int) -> bool:
     return host.run(["test", "-d", f"/proc/{int(pid)}"], check=False, timeout=30).exit_code == 0
 
 
+def is_stopped(host: Commands, pid: int) -> bool:
+    """The process is stopped by a signal (state T in /proc/PID/stat)."""
+    stat = host.run(["cat", f"/proc/{int(pid)}/stat"], check=False, timeout=30).text
+    return stat.rpartition(")")[2].split()[:1] == ["T"]
+
+
 def missing_paths(host: Commands, paths: list[str]) -> list[str]:
     if not paths:
         return []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +46,76 @@ rm -f "$work/dumped"
 runc --root "$root" checkpoint --image-path "$images" --work-path "$work" "$id"
 : > "$work/dumped"
 """
+
+# Post-copy (docs/postcopy.md): the dump writes every image but private memory, says `dumped` once
+# CRIU's status fd gives its \0 (images written, page server listening) and then serves the memory
+# until the target took the last page, holding the lock meanwhile; `served` gets runc's exit status.
+# --leave-running: runc's end never decides the source's fate (CRIU's default kills it whenever its
+# page client ends cleanly, a failed restore included); ferry stops it first (stop fence) and decides.
+LAZY_CHECKPOINT_SCRIPT = r"""set -eu
+trap '' HUP PIPE
+root=$1 id=$2 images=$3 work=$4 address=$5 port=$6
+exec 9>"$work/dump.lock"
+echo ready
+read -r _
+flock 9
+rm -f "$work/dumped" "$work/served" "$work/ready.fifo"
+mkfifo "$work/ready.fifo"
+runc --root "$root" checkpoint --lazy-pages --page-server "$address:$port" --status-fd 3 \
+  --leave-running --image-path "$images" --work-path "$work" "$id" \
+  3>"$work/ready.fifo" </dev/null >"$work/checkpoint.out" 2>&1 &
+runc=$!
+echo "$runc" > "$work/runc.pid"
+status=$(head -c1 "$work/ready.fifo" | od -An -tx1 | tr -d ' \n')
+rc=0
+if [ "$status" != 00 ]; then
+  wait "$runc" || rc=$?
+  echo "$rc" > "$work/served"
+  tail -n 5 "$work/checkpoint.out" "$work/dump.log" >&2 2>/dev/null || true
+  exit $((rc ? rc : 1))
+fi
+: > "$work/dumped"
+echo dumped
+exec >/dev/null 2>&1
+wait "$runc" || rc=$?
+echo "$rc" > "$work/served"
+"""
+
+# The target's `criu lazy-pages`, detached: it outlives this SSH command and an operator restart,
+# under a lock while it runs, its exit status in lazy.exit. It listens on lazy-pages.socket in its
+# work directory, where the wrapper's restore (the same work directory) finds it; -v4 logs the page
+# counts ("UFFD transferred pages: (N/M)").
+LAZY_PAGES_SCRIPT = r"""set -eu
+trap '' HUP PIPE
+images=$1 work=$2 address=$3 port=$4
+exec 9>"$work/lazy.lock"
+flock -n 9 || { echo "a lazy-pages daemon runs already in $work" >&2; exit 1; }
+rm -f "$work/lazy.exit" "$work/lazy.ready"
+mkfifo "$work/lazy.ready"
+(
+  criu lazy-pages --page-server --address "$address" --port "$port" -D "$images" -W "$work" \
+    -o lazy.log -v4 --status-fd 3 3>"$work/lazy.ready" &
+  echo "$!" > "$work/lazy.pid"
+  rc=0
+  wait "$!" || rc=$?
+  echo "$rc" > "$work/lazy.exit"
+) </dev/null >/dev/null 2>&1 &
+exec 9>&-
+status=$(head -c1 "$work/lazy.ready" | od -An -tx1 | tr -d ' \n')
+if [ "$status" != 00 ]; then
+  tail -n 3 "$work/lazy.log" >&2 || true
+  exit 1
+fi
+"""
+
+# Sends a signal to every process of a container, as runc's cgroup lists them (not `runc kill
+# --all`: it freezes and then thaws the cgroup, which would thaw a container CRIU holds frozen).
+SIGNAL_SCRIPT = r"""set -eu
+pids=$(runc --root "$1" ps --format json "$2" | tr -c '0-9' ' ')
+if [ -n "$pids" ]; then kill -s "$3" $pids; fi
+"""
+
+PAGES_LINE = re.compile(r"UFFD transferred pages: \((\d+)/(\d+)\)")
 
 
 class FastPathUnavailable(RuntimeError):
@@ -205,6 +276,86 @@ class RuncHost:
         script = 'rm -rf -- "$1" && install -d -m 0700 -- "$1" "$1/work" && ln -s -- "$2" "$1/images"'
         self.ssh.run(["sh", "-c", script, "ferry-prepare-restore", prepared, images], timeout=30)
 
+    def prepare_lazy_restore(self, container_id: str, images: str, work: str) -> None:
+        """A post-copy restore: the `lazy-pages` marker, and `work` a link to the lazy-pages daemon's
+        work directory (the wrapper removes the prepared restore at start; the daemon and its logs stay)."""
+        prepared = f"{RESTORE_ROOT}/{container_id}"
+        script = (
+            'rm -rf -- "$1" "$3" && install -d -m 0700 -- "$1" "$3" && ln -s -- "$2" "$1/images" && '
+            'ln -s -- "$3" "$1/work" && : > "$1/lazy-pages"'
+        )
+        self.ssh.run(["sh", "-c", script, "ferry-prepare-lazy-restore", prepared, images, work], timeout=30)
+
+    def armed_lazy_checkpoint(
+        self, root: str, container_id: str, images: str, work: str, address: str, port: int
+    ) -> ArmedLazyDump:
+        argv = [
+            "sh",
+            "-c",
+            LAZY_CHECKPOINT_SCRIPT,
+            "ferry-lazy-checkpoint",
+            root,
+            container_id,
+            images,
+            work,
+            address,
+            str(int(port)),
+        ]
+        return ArmedLazyDump(ArmedCommand(self.ssh, argv))
+
+    def start_lazy_pages(self, images: str, work: str, address: str, port: int) -> None:
+        """Starts `criu lazy-pages` (detached) against the source's page server; returns once its
+        socket listens."""
+        argv = ["sh", "-c", LAZY_PAGES_SCRIPT, "ferry-lazy-pages", images, work, address, str(int(port))]
+        self.ssh.run(argv, timeout=60)
+
+    def signal_container(self, root: str, container_id: str, signal: str) -> None:
+        """STOP or CONT to every process of the container (the post-copy stop fence and its end)."""
+        argv = ["sh", "-c", SIGNAL_SCRIPT, "ferry-signal", root, container_id, signal]
+        self.ssh.run(argv, timeout=30)
+
+    def abort_lazy_dump(self, work: str) -> None:
+        """Ends a lazy dump that still serves (SIGKILL to runc's CRIU: runc then thaws the container;
+        never SIGTERM to runc, which leaves it frozen) and waits until its script ended."""
+        script = (
+            'if [ -e "$1/dump.lock" ] && ! flock -n "$1/dump.lock" true && [ -s "$1/runc.pid" ]; then '
+            'pkill -KILL -x criu -P "$(cat "$1/runc.pid")" || true; fi; '
+            'flock -w 60 "$1/dump.lock" true'
+        )
+        self.ssh.run(["sh", "-c", script, "ferry-abort-lazy-dump", work], timeout=90)
+
+    def stop_lazy_pages(self, work: str) -> None:
+        """SIGKILL to a lazy-pages daemon that still runs; waits until it ended."""
+        script = (
+            'if [ -e "$1/lazy.lock" ] && ! flock -n "$1/lazy.lock" true && [ -s "$1/lazy.pid" ]; then '
+            'kill -KILL "$(cat "$1/lazy.pid")" || true; fi; '
+            '[ ! -e "$1/lazy.lock" ] || flock -w 30 "$1/lazy.lock" true'
+        )
+        self.ssh.run(["sh", "-c", script, "ferry-stop-lazy-pages", work], timeout=60)
+
+    def wait_for_lazy_pages(self, work: str, timeout: float) -> LazyPagesEnd:
+        """Waits until the lazy-pages daemon ended; its exit status and the pages it moved."""
+        script = (
+            'flock -w "$2" "$1/lazy.lock" true || { echo timeout; exit 0; }; '
+            'cat "$1/lazy.exit" 2>/dev/null || echo missing; '
+            'grep -ho "UFFD transferred pages: ([0-9]*/[0-9]*)" "$1/lazy.log" || true'
+        )
+        found = self.ssh.run(
+            ["sh", "-c", script, "ferry-wait-lazy-pages", work, str(int(timeout))], timeout=timeout + 30
+        ).text
+        first, _, rest = found.partition("\n")
+        counts = [(int(moved), int(total)) for moved, total in PAGES_LINE.findall(rest)]
+        return LazyPagesEnd(first.strip(), counts)
+
+    def wait_for_lazy_dump(self, work: str, timeout: float) -> str:
+        """Waits until a lazy dump's runc ended: its exit status, "timeout" or "missing"."""
+        script = (
+            'flock -w "$2" "$1/dump.lock" true || { echo timeout; exit 0; }; '
+            'cat "$1/served" 2>/dev/null || echo missing'
+        )
+        argv = ["sh", "-c", script, "ferry-wait-lazy-dump", work, str(int(timeout))]
+        return self.ssh.run(argv, timeout=timeout + 30).text.strip()
+
     def forget_restore(self, container_id: str) -> None:
         self.ssh.run(["rm", "-rf", "--", f"{RESTORE_ROOT}/{container_id}"], timeout=30)
 
@@ -213,6 +364,25 @@ class RuncHost:
             ["tail", "-n", "5", f"{RESTORE_ROOT}/{container_id}/work/restore.log"], check=False, timeout=30
         )
         return found.text.strip()
+
+
+@dataclass(frozen=True)
+class LazyPagesEnd:
+    """How a lazy-pages daemon ended: its exit status ("0", ..., "timeout", "missing") and, per
+    task, the pages it moved of those it had to."""
+
+    status: str
+    counts: list[tuple[int, int]]
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.status == "0" and bool(self.counts) and all(moved == total for moved, total in self.counts)
+        )
+
+    @property
+    def pages(self) -> int:
+        return sum(moved for moved, _ in self.counts)
 
 
 class ArmedDump:
@@ -234,3 +404,19 @@ class ArmedDump:
 
     def close(self) -> None:
         self.command.close()
+
+
+class ArmedLazyDump(ArmedDump):
+    """A lazy dump: fired, it returns once the images are written and the page server listens; the
+    script goes on serving the memory, detached (`RuncHost.wait_for_lazy_dump`)."""
+
+    def fire(self) -> None:
+        argv, host = self.command.argv, self.command.ssh.name
+        try:
+            ended = self.command.fire_until(b"dumped\n")
+        except (OSError, EOFError) as error:
+            raise CommandFailed(host, argv, -1, f"lost the session: {error}") from None
+        if ended is not None:
+            raise CommandFailed(
+                host, argv, ended.status, (ended.stderr or ended.stdout).decode(errors="replace")
+            )

@@ -168,6 +168,24 @@ class ArmedCommand:
         finally:
             channel.close()
 
+    def fire_until(self, line: bytes) -> Ended | None:
+        """Lets it run until it prints `line` (None: the session is closed, the command goes on by
+        itself) or ends first (its end); a lost session raises OSError, EOFError or TimeoutError."""
+        channel = self._channel
+        try:
+            channel.sendall(b"go\n")
+            channel.shutdown_write()
+            stdout = channel.makefile("rb")
+            printed = b""
+            while output := stdout.readline():
+                printed += output
+                if output == line:
+                    return None
+            stderr = channel.makefile_stderr("rb").read()
+            return Ended(exit_status(channel, self._timeout), printed, stderr)
+        finally:
+            channel.close()
+
     def close(self) -> None:
         self._channel.close()
 

@@ -2,19 +2,24 @@
 
 - `RuncCheckpoints`, the fast path: runc dumps the container into its Docker checkpoint directory,
   and ferry's runtime wrapper restores it on the target as Docker creates the twin. Hosts opt in.
+- `PostCopyCheckpoints`, the fast path with spec.postCopy: the memory stays on the source and is
+  pulled by the target after it runs (CRIU lazy pages; docs/postcopy.md).
 - `DockerCheckpoints`: Docker's own checkpoint API, for hosts that did not opt in.
 - `ColdStop`: strategy Cold; the freeze is a stop, the memory is dropped, the start is afresh.
 
-Whatever the mechanism, a rollback restarts the source with Docker's `start --checkpoint` from
-the same checkpoint directory.
+Whatever the mechanism but post-copy, a rollback restarts the source with Docker's `start
+--checkpoint` from the same checkpoint directory; post-copy's checkpoint holds no memory, so its
+source is kept (stopped) instead and resumed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
+from ferry.hosts import processes
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import revoke_keys
@@ -23,6 +28,7 @@ from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
 from ferry.migration.phases import Phase
+from ferry.migration.state import milliseconds, now
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +38,22 @@ START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore 
 
 
 def choose_mechanism(
-    container: str, source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool
+    container: str,
+    source: DockerHost,
+    target: DockerHost,
+    info: dict[str, Any],
+    *,
+    live: bool,
+    post_copy: bool = False,
 ) -> str:
-    """The fast path ("runc") when both hosts opted in and the container allows it; "docker" otherwise."""
+    """The fast path ("runc", "runc-postcopy" with spec.postCopy) when both hosts opted in and the
+    container allows it; "docker" otherwise. Post-copy never falls back to a full copy."""
+    if post_copy and (source.runc is None or target.runc is None):
+        lacking = " and ".join(host.name for host in (source, target) if host.runc is None)
+        raise Problem(
+            "PostCopyUnavailable",
+            f"spec.postCopy needs the fast path on both hosts and {lacking} has no spec.fastPath",
+        )
     if not live or source.runc is None or target.runc is None:
         return "docker"
     if info["HostConfig"].get("AutoRemove"):
@@ -49,7 +68,7 @@ def choose_mechanism(
             host.runc.install_runtime()
     except FastPathUnavailable as error:
         raise Problem("FastPathUnavailable", str(error)) from None
-    return "runc"
+    return "runc-postcopy" if post_copy else "runc"
 
 
 class DockerCheckpoints:
@@ -108,6 +127,13 @@ class DockerCheckpoints:
             return f"checkpoint {self.name} is gone from {self.source.name}"
         return None
 
+    def settle_source(self) -> None:
+        """In a rollback, once the target is gone and before the source is judged: makes the source
+        ready to run again, or raises a Problem saying why it must not (the rollback then waits)."""
+
+    def wait_for_memory(self) -> None:
+        """In Verifying, before the source may go: the target holds all of the workload's memory."""
+
     def after_rollback(self) -> list[NamedStep]:
         """What a rollback still does once the source runs, each named for a report."""
         source_id, name = self.source_id, self.name
@@ -165,19 +191,29 @@ class RuncCheckpoints(DockerCheckpoints):
         source, target, paths = self.source, self.target, self.files.paths()
         assert source.runc is not None and target.runc is not None
         assert self.state.target_container_id is not None
-        runtime = source.engine.inspect_container(self.source_id)["HostConfig"].get("Runtime") or "runc"
-        try:
-            root = source.runc.runc_root(self.source_id, runtime)
-        except FastPathUnavailable as error:
-            raise Problem("FastPathUnavailable", str(error)) from None
+        root = self.runc_root
         source.runc.prepare_dump(self.dump_work, paths.source_checkpoint)
-        target.runc.prepare_restore(self.state.target_container_id, paths.target_checkpoint)
-        self._armed = source.runc.armed_checkpoint(
-            root, self.source_id, paths.source_checkpoint, self.dump_work
-        )
+        self._armed = self.arm(root, paths.source_checkpoint, paths.target_checkpoint)
         # Docker must not restart what runc will end. Set aside here, out of the freeze window, and
         # given back on every outcome but success (the twin carries the original).
         source.engine.set_restart_policy(self.source_id, {"Name": "no"})
+
+    @cached_property
+    def runc_root(self) -> str:
+        """runc's --root of the source container (looked up once per run: the fence is in the freeze)."""
+        assert self.source.runc is not None
+        info = self.source.engine.inspect_container(self.source_id)
+        try:
+            return self.source.runc.runc_root(self.source_id, info["HostConfig"].get("Runtime") or "runc")
+        except FastPathUnavailable as error:
+            raise Problem("FastPathUnavailable", str(error)) from None
+
+    def arm(self, root: str, images: str, target_images: str) -> ArmedDump:
+        """The target's restore prepared, then the dump armed."""
+        assert self.source.runc is not None and self.target.runc is not None
+        assert self.state.target_container_id is not None
+        self.target.runc.prepare_restore(self.state.target_container_id, target_images)
+        return self.source.runc.armed_checkpoint(root, self.source_id, images, self.dump_work)
 
     def checkpoint(self) -> None:
         """runc dumps the container into its Docker checkpoint directory (so that Docker's own restore
@@ -246,6 +282,127 @@ class RuncCheckpoints(DockerCheckpoints):
         if self.state.phase is Phase.FAILED and self.state.source_container_id:
             self.give_back_restart_policy()
         super().ended()
+
+
+class PostCopyCheckpoints(RuncCheckpoints):
+    """Post-copy (spec.postCopy; docs/postcopy.md): runc dumps all but the private memory, which the
+    source's CRIU then serves on a page server until the target, running already, pulled every page.
+
+    The dump runs with --leave-running, so its end never decides the source's fate: the source is
+    stopped (SIGSTOP, the stop fence) before the target starts, and ferry resumes it (SIGCONT) on a
+    rollback or removes it once every page arrived. Docker cannot restore a lazy checkpoint."""
+
+    @property
+    def lazy_work(self) -> str:
+        """The target's lazy-pages daemon's work directory, the wrapper's restore's too."""
+        return f"{WORK_ROOT}/{self.ctx.request.uid}/lazy"
+
+    @property
+    def page_server(self) -> tuple[str, int]:
+        """The source's address (its DockerHost's spec.address: the page server binds to it only), port."""
+        assert self.state.post_copy is not None and self.state.source_host is not None
+        return self.ctx.hosts.spec(self.state.source_host).address, self.state.post_copy.port
+
+    def arm(self, root: str, images: str, target_images: str) -> ArmedDump:
+        assert self.source.runc is not None and self.target.runc is not None
+        assert self.state.target_container_id is not None
+        self.target.runc.prepare_lazy_restore(self.state.target_container_id, target_images, self.lazy_work)
+        address, port = self.page_server
+        return self.source.runc.armed_lazy_checkpoint(
+            root, self.source_id, images, self.dump_work, address, port
+        )
+
+    def start_target(self, container_id: str) -> None:
+        """lazy-pages up on the target, the stop fence on the source, then the twin's start."""
+        assert self.source.runc is not None and self.target.runc is not None
+        address, port = self.page_server
+        self.target.runc.start_lazy_pages(self.files.paths().target_checkpoint, self.lazy_work, address, port)
+        self.source.runc.signal_container(self.runc_root, self.source_id, "STOP")
+        super().start_target(container_id)
+
+    def checkpoint(self) -> None:
+        """As the fast path's; a dump that failed to say it is ready, or whose session broke, is
+        ended, so that it cannot hold the source frozen while its page server waits."""
+        try:
+            super().checkpoint()
+        except Problem:
+            assert self.source.runc is not None
+            self.source.runc.abort_lazy_dump(self.dump_work)
+            raise
+
+    def wait_for_memory(self) -> None:
+        """Waits until lazy-pages moved every page and the source's dump ended well, and says so in
+        the status before the source may go. A pull that failed stops both ends and rolls back."""
+        assert self.source.runc is not None and self.target.runc is not None
+        post_copy = self.state.post_copy
+        assert post_copy is not None
+        if post_copy.pages_arrived:
+            return
+        timeout = max(60.0, self.ctx.request.spec.timeout_seconds - self.elapsed_seconds())
+        pulled = self.target.runc.wait_for_lazy_pages(self.lazy_work, timeout)
+        served = (
+            self.source.runc.wait_for_lazy_dump(self.dump_work, 60) if pulled.complete else "not waited for"
+        )
+        if not pulled.complete or served != "0":
+            self.target.runc.stop_lazy_pages(self.lazy_work)
+            self.source.runc.abort_lazy_dump(self.dump_work)
+            moved = ", ".join(f"{m} of {t}" for m, t in pulled.counts) or "no count"
+            raise Problem(
+                "PostCopyInterrupted",
+                f"lazy-pages on {self.target.name} ended with {pulled.status} ({moved} pages), the page "
+                f"server on {self.source.name} with {served}",
+            )
+        metrics = self.state.metrics
+        metrics.lazy_pages = pulled.pages
+        if self.state.frozen_at is not None and metrics.downtime_ms is not None:
+            metrics.post_copy_ms = max(0, milliseconds(self.state.frozen_at, now()) - metrics.downtime_ms)
+        post_copy.pages_arrived = True
+        self.ctx.save()
+
+    def elapsed_seconds(self) -> float:
+        return milliseconds(self.state.start_time or now(), now()) / 1000
+
+    def settle_source(self) -> None:
+        """Ends the target's lazy-pages and the source's CRIU (the twin is gone already). Before the
+        target ran, or once every page arrived, the source is resumed (SIGCONT ends the stop fence).
+        After the target ran with pages missing neither copy is whole: the source, stopped at its
+        state of the freeze, is the user's to resume (losing what the target did since) or remove;
+        the rollback waits, saying so, and ends once the user resumed it."""
+        assert self.source.runc is not None and self.target.runc is not None
+        self.target.runc.stop_lazy_pages(self.lazy_work)
+        self.source.runc.abort_lazy_dump(self.dump_work)
+        post_copy = self.state.post_copy
+        if not self.target_ran() or (post_copy is not None and post_copy.pages_arrived):
+            self.source.runc.signal_container(self.runc_root, self.source_id, "CONT")
+            return
+        pid = int(self.source.engine.inspect_container(self.source_id)["State"]["Pid"])
+        if pid and processes.is_stopped(self.source.ssh, pid):
+            raise Problem(
+                "PostCopyInterrupted",
+                f"post-copy was interrupted after {self.state.workload} ran on {self.target.name} "
+                f"({self.state.message}): its memory there was incomplete, so that container was "
+                f"removed; the source container {self.source_id[:12]} on {self.source.name} is kept "
+                "stopped (SIGSTOP) at its state of the freeze. ferry does not resume it: that would "
+                f"lose what the workload did on {self.target.name} since. Resume it by hand (`kill "
+                "-CONT` its processes; `docker top` lists them) and this rollback ends RolledBack, or "
+                "remove it",
+            )
+
+    def target_ran(self) -> bool:
+        """The restore step ended: the workload ran on the target (Verifying was entered)."""
+        return any(phase is Phase.VERIFYING for phase, _ in self.state.transitions)
+
+    def missing_on_source(self) -> str | None:
+        return (
+            f"the source container {self.source_id[:12]} on {self.source.name} no longer runs and a "
+            "post-copy checkpoint holds no memory to restore it from"
+        )
+
+    def remove_files(self) -> None:
+        """Also the lazy-pages daemon's work directory on the target."""
+        if not self._files_removed and self.state.target_host is not None:
+            self.target.files.remove_tree(f"{WORK_ROOT}/{self.ctx.request.uid}")
+        super().remove_files()
 
 
 class ColdStop(DockerCheckpoints):

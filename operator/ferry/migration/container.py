@@ -24,6 +24,7 @@ from ferry.migration.checkpoints import (
     ColdStop,
     DockerCheckpoints,
     NamedStep,
+    PostCopyCheckpoints,
     RuncCheckpoints,
     choose_mechanism,
 )
@@ -63,13 +64,11 @@ class ContainerMigration(MigrationSteps):
     @cached_property
     def checkpoints(self) -> DockerCheckpoints:
         """The mechanism, once chosen (in Preparing): read back from the status after a restart."""
-        kind = (
-            ColdStop
-            if not self.live
-            else RuncCheckpoints
-            if self.state.mechanism == "runc"
-            else DockerCheckpoints
-        )
+        kinds: dict[str | None, type[DockerCheckpoints]] = {
+            "runc": RuncCheckpoints,
+            "runc-postcopy": PostCopyCheckpoints,
+        }
+        kind = kinds.get(self.state.mechanism, DockerCheckpoints) if self.live else ColdStop
         return kind(self.ctx, self.source, self.target, self.files)
 
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
@@ -96,8 +95,15 @@ class ContainerMigration(MigrationSteps):
         for host in (source, target) if self.live else ():
             host.criu.ensure_options()
         if self.state.mechanism is None:
-            self.state.mechanism = choose_mechanism(self.container, source, target, info, live=self.live)
-            if self.state.mechanism == "runc":  # set aside at the freeze, given back unless it succeeds
+            self.state.mechanism = choose_mechanism(
+                self.container,
+                source,
+                target,
+                info,
+                live=self.live,
+                post_copy=self.ctx.request.spec.post_copy,
+            )
+            if self.state.mechanism != "docker":  # set aside at the freeze, given back unless it succeeds
                 self.state.restart_policy = dict(info["HostConfig"].get("RestartPolicy") or {"Name": "no"})
         self.state.source_container_id = info["Id"]
         if self.live:
@@ -228,7 +234,9 @@ class ContainerMigration(MigrationSteps):
 
     def verify(self) -> Outcome:
         """The source is removed last: until then a failure rolls back to it; from then on, the
-        target is the only copy, so what is left to do can only be reported, never rolled back."""
+        target is the only copy, so what is left to do can only be reported, never rolled back.
+        With post-copy, not before every page arrived."""
+        self.checkpoints.wait_for_memory()
         self._check_restored(self.target, self._target_id())
         source_id = self._source_id()
         source_there = self.source.engine.find_container(source_id) is not None
@@ -282,6 +290,7 @@ class ContainerMigration(MigrationSteps):
         self.continuity.roll_back()
         if self.state.target_container_id is not None:
             self._remove_target_before_rollback()
+        self.checkpoints.settle_source()
         source_state = self._wait_until_settled(self.source, source_id)
         if not source_state["Running"] and self.state.source_was_running is not False:
             self.checkpoints.start_source(source_id)

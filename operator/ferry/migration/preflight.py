@@ -13,6 +13,7 @@ counted in each: a little more than CRIU dumps). Space and memory are wanted wit
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,11 @@ from ferry.migration.container_data import named_volumes, published_port_ranges,
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.phases import Outcome, Phase
+from ferry.migration.state import PostCopy
 
 MiB = 1 << 20
+PIPE_MAX_NEEDED = 4 * MiB  # CRIU's page server grows its pipe to 819 pages (rounded up to 4 MiB)
+PAGE_SERVER_PORTS = range(27100, 27200)  # where a post-copy's page server listens on the source
 RESERVE = 64 * MiB  # added to every need: filesystem metadata, logs, estimates a little short
 
 
@@ -34,6 +38,16 @@ RESERVE = 64 * MiB  # added to every need: filesystem metadata, logs, estimates 
 class Disk:
     path: str
     available: int
+
+
+@dataclass(frozen=True)
+class PostCopyFacts:
+    """What spec.postCopy needs of the two hosts (docs/postcopy.md)."""
+
+    without_fast_path: list[str]  # hosts without spec.fastPath
+    source_pipe_max_size: int
+    target_uffd: CriuCheck  # `criu check --feature uffd-noncoop` on the target
+    port: int | None  # a free TCP port on the source for the page server; None: none free
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class Facts:
     target_networks: set[str]
     volumes: list[str]  # the named local volumes the container mounts: made new on the target
     volumes_on_target: list[str]  # those that exist there already (but not made by this migration)
+    post_copy: PostCopyFacts | None = None  # spec.postCopy only
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,8 @@ def run(
 ) -> Outcome | None:
     """Checks everything before anything is made; records the report in the status. Raises the
     Problem of the failed checks; a dry run that passes ends here: its Outcome is Succeeded."""
-    found = gather(source, target, info, live=live, uid=ctx.request.uid)
+    post_copy = live and ctx.request.spec.post_copy
+    found = gather(source, target, info, live=live, uid=ctx.request.uid, post_copy=post_copy)
     checks = evaluate(found)
     ctx.state.preflight = report(found, checks)
     failure = problem(checks)
@@ -84,10 +100,20 @@ def run(
         raise failure
     if ctx.request.spec.dry_run:
         return Outcome(dry_run_summary(found, checks), reason="DryRunPassed", ending=Phase.SUCCEEDED)
+    if found.post_copy is not None and found.post_copy.port is not None:
+        ctx.state.post_copy = PostCopy(port=found.post_copy.port)
     return None
 
 
-def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live: bool, uid: str) -> Facts:
+def gather(
+    source: DockerHost,
+    target: DockerHost,
+    info: dict[str, Any],
+    *,
+    live: bool,
+    uid: str,
+    post_copy: bool = False,
+) -> Facts:
     """Reads the facts from both hosts; reads only. `uid` is the migration's: what it made on the
     target before a restart is its own."""
     image_id: str = info["Image"]
@@ -116,6 +142,22 @@ def gather(source: DockerHost, target: DockerHost, info: dict[str, Any], *, live
         target_networks=target.engine.network_names() if networks else set(),
         volumes=volumes,
         volumes_on_target=[name for name in volumes if _made_by_another(target, name, uid)],
+        post_copy=_post_copy_facts(source, target, uid) if post_copy else None,
+    )
+
+
+def _post_copy_facts(source: DockerHost, target: DockerHost, uid: str) -> PostCopyFacts:
+    """A free port is looked for from a place of its own for each migration, so that two moving
+    from one host at once rarely try the same one (if they do, the second dump fails to listen
+    and its workload runs on)."""
+    taken = {port for protocol, port in facts.listening_ports(source) if protocol == "tcp"}
+    start = zlib.crc32(uid.encode()) % len(PAGE_SERVER_PORTS)
+    ordered = [*PAGE_SERVER_PORTS[start:], *PAGE_SERVER_PORTS[:start]]
+    return PostCopyFacts(
+        without_fast_path=[host.name for host in (source, target) if host.runc is None],
+        source_pipe_max_size=facts.pipe_max_size(source),
+        target_uffd=target.criu.check_feature("uffd-noncoop"),
+        port=next((port for port in ordered if port not in taken), None),
     )
 
 
@@ -286,6 +328,42 @@ def volumes_new(f: Facts) -> Check | None:
     )
 
 
+def post_copy_ready(f: Facts) -> Check | None:
+    """spec.postCopy never falls back to a full copy: what it lacks fails the migration."""
+    pc = f.post_copy
+    if pc is None:
+        return None
+    lacking = []
+    if pc.without_fast_path:
+        lacking.append(
+            f"{' and '.join(pc.without_fast_path)} has no spec.fastPath "
+            "(post-copy needs the fast path on both hosts)"
+        )
+    if pc.source_pipe_max_size < PIPE_MAX_NEEDED:
+        lacking.append(
+            f"fs.pipe-max-size on {f.source} is {pc.source_pipe_max_size}, CRIU's page server needs "
+            f"{PIPE_MAX_NEEDED}: set it with `sysctl -w fs.pipe-max-size={PIPE_MAX_NEEDED}` (kernel-wide)"
+        )
+    if not pc.target_uffd.passed:
+        lacking.append(
+            f"`criu check --feature uffd-noncoop` fails on {f.target} ({_last_line(pc.target_uffd.output)}): "
+            "its kernel cannot take lazy pages"
+        )
+    if pc.port is None:
+        lacking.append(
+            f"no TCP port from {PAGE_SERVER_PORTS.start} to {PAGE_SERVER_PORTS.stop - 1} is free on "
+            f"{f.source} for the page server"
+        )
+    if lacking:
+        return Check("PostCopy", False, "spec.postCopy: " + "; ".join(lacking), "PostCopyUnavailable")
+    return Check(
+        "PostCopy",
+        True,
+        f"post-copy can run: the fast path on both hosts, fs.pipe-max-size {pc.source_pipe_max_size} on "
+        f"{f.source}, uffd-noncoop on {f.target}, port {pc.port} free on {f.source}",
+    )
+
+
 RULES: tuple[Callable[[Facts], Check | None], ...] = (
     ports_free,
     ports_single,
@@ -296,6 +374,7 @@ RULES: tuple[Callable[[Facts], Check | None], ...] = (
     architecture_matches,
     networks_exist,
     volumes_new,
+    post_copy_ready,
 )
 
 

@@ -106,6 +106,8 @@ class Metrics(StatusPart):
     volume_bytes: int | None = None
     image_bytes: int | None = None
     total_ms: int | None = None
+    post_copy_ms: int | None = None  # restore end -> last page (spec.postCopy)
+    lazy_pages: int | None = None  # pages pulled after the restore (spec.postCopy)
 
 
 class ConnectionHold(StatusPart):
@@ -117,6 +119,14 @@ class ConnectionHold(StatusPart):
     connections: int | None = None  # connection attempts held, then let go (None: not counted)
     udp_dropped: int | None = None  # UDP datagrams dropped while held
     held_ms: int | None = None  # from the hold to the release
+
+
+class PostCopy(StatusPart):
+    """status.postCopy: where the source serves the memory (spec.postCopy), and once all of it
+    arrived: until then the frozen source is the only complete copy."""
+
+    port: int
+    pages_arrived: bool = False
 
 
 class Progress(StatusPart):
@@ -172,6 +182,7 @@ class MigrationState(StatusPart):
     waiting_since: StatusTime = Field(None, exclude=True)
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
+    post_copy: PostCopy | None = None
     operator_version: str | None = None  # of the operator that drove it last
     preflight: dict[str, Any] | None = None  # the checks before the freeze, as status.preflight shows them
     source_was_running: bool | None = None  # False: a stopped container, moved stopped (Cold)
