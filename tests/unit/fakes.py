@@ -266,6 +266,7 @@ class FakeHost:
         self.pid_space = ("fake-boot-id", "pid:[4026531836]")  # boot id, PID namespace
         self.criu_version = "4.2"  # as `criu --version` says it
         self.reachable = True  # False: every command fails as a lost SSH connection does
+        self.stopped: set[int] = set()  # PIDs stopped by a signal (state T in /proc/PID/stat)
         self.calls = calls
 
     def listen(self, protocol: str, port: int) -> None:
@@ -283,6 +284,9 @@ class FakeHost:
         if command[0] == "cat" and command[1].endswith("/maps"):
             maps = f"{self.stack}-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n" if self.stack else ""
             return _output(maps)
+        if command[0] == "cat" and command[1].startswith("/proc/") and command[1].endswith("/stat"):
+            pid = int(command[1].split("/")[2])
+            return _output(f"{pid} (app) {'T' if pid in self.stopped else 'S'} 1 {pid} {pid}\n")
         if command == ["cat", "/proc/meminfo"]:
             available = self.memory_available // 1024
             return _output(f"MemTotal: {available * 2} kB\nMemFree: 1000 kB\nMemAvailable: {available} kB\n")

@@ -49,10 +49,10 @@ def choose_mechanism(
     """The fast path ("runc", "runc-postcopy" with spec.postCopy) when both hosts opted in and the
     container allows it; "docker" otherwise. Post-copy never falls back to a full copy."""
     if post_copy and (source.runc is None or target.runc is None):
-        lacking = " and ".join(host.name for host in (source, target) if host.runc is None)
+        lacking = ", ".join(host.name for host in (source, target) if host.runc is None)
         raise Problem(
             "PostCopyUnavailable",
-            f"spec.postCopy needs the fast path on both hosts and {lacking} has no spec.fastPath",
+            f"spec.postCopy needs the fast path on both hosts; without spec.fastPath: {lacking}",
         )
     if not live or source.runc is None or target.runc is None:
         return "docker"

@@ -336,8 +336,8 @@ def post_copy_ready(f: Facts) -> Check | None:
     lacking = []
     if pc.without_fast_path:
         lacking.append(
-            f"{' and '.join(pc.without_fast_path)} has no spec.fastPath "
-            "(post-copy needs the fast path on both hosts)"
+            f"post-copy needs the fast path on both hosts; without spec.fastPath: "
+            f"{', '.join(pc.without_fast_path)}"
         )
     if pc.source_pipe_max_size < PIPE_MAX_NEEDED:
         lacking.append(
