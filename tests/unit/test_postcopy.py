@@ -413,4 +413,5 @@ def test_lazy_pages_that_never_listens_fails(tmp_path: Path, stand_ins: dict[str
     ended = subprocess.run(argv, env={**stand_ins, "FAIL": "1"}, capture_output=True, timeout=10)
 
     assert ended.returncode == 1
+    assert b"criu lazy-pages ended before it was ready" in ended.stderr
     assert wait_for_file(work / "lazy.exit") == "1"

@@ -103,7 +103,7 @@ mkfifo "$work/lazy.ready"
 exec 9>&-
 status=$(head -c1 "$work/lazy.ready" | od -An -tx1 | tr -d ' \n')
 if [ "$status" != 00 ]; then
-  tail -n 3 "$work/lazy.log" >&2 || true
+  echo "criu lazy-pages ended before it was ready: $(tail -n 1 "$work/lazy.log" 2>/dev/null)" >&2
   exit 1
 fi
 """
