@@ -18,9 +18,11 @@ from ferry.hosts.criu import CriuCheck
 from ferry.hosts.runc import LAZY_CHECKPOINT_SCRIPT, LAZY_PAGES_SCRIPT, LazyPagesEnd
 from ferry.migration import preflight
 from ferry.migration.checkpoints import PostCopyCheckpoints, choose_mechanism
-from ferry.migration.errors import Problem
+from ferry.migration.container import ContainerMigration
+from ferry.migration.errors import Problem, Wait
 from ferry.migration.phases import Phase
 from ferry.migration.preflight import PostCopyFacts
+from ferry.migration.runner import run_phase
 from ferry.migration.state import PostCopy, now
 from tests.unit.fakes import FakeHosts, container_spec, context, frozen_state, host_spec, preflight_facts
 
@@ -180,6 +182,9 @@ class FakeRunc:
     def abort_lazy_dump(self, work: str) -> None:
         self.calls.append(f"{self.host}:abort_lazy_dump")
 
+    def forget_restore(self, container_id: str) -> None:
+        self.calls.append(f"{self.host}:forget_restore:{container_id}")
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -308,6 +313,34 @@ def test_a_source_that_no_longer_runs_cannot_come_back_from_a_post_copy_checkpoi
     checkpoints, _ = mechanism(Phase.ROLLING_BACK)
 
     assert "holds no memory" in (checkpoints.missing_on_source() or "")
+
+
+def test_verifying_removes_the_source_only_after_every_page_arrived() -> None:
+    checkpoints, hosts = mechanism(Phase.VERIFYING, ran=True)
+    steps = ContainerMigration(checkpoints.ctx)
+
+    run_phase(steps.ctx, steps)
+
+    calls = [c for c in hosts.hosts["node1"].calls if "wait" in c or "remove_container" in c]
+    assert calls == ["node2:wait_for_lazy_pages", "node1:wait_for_lazy_dump", "node1:remove_container:c-src"]
+    assert steps.state.phase is Phase.SUCCEEDED
+
+
+def test_a_pull_that_failed_in_verifying_keeps_the_source_and_rolls_back() -> None:
+    checkpoints, hosts = mechanism(Phase.VERIFYING, ran=True)
+    hosts.hosts["node2"].runc.pulled = LazyPagesEnd("1", [(10, 65545)])
+    hosts.hosts["node1"].stopped.add(42)  # the stop fence holds it
+    steps = ContainerMigration(checkpoints.ctx)
+
+    run_phase(steps.ctx, steps)
+    assert steps.state.phase is Phase.ROLLING_BACK
+    with pytest.raises(Wait):
+        run_phase(steps.ctx, steps)  # the rollback: the twin goes, the stopped source stays
+
+    calls = hosts.hosts["node1"].calls
+    assert "node2:remove_container:c-tgt" in calls
+    assert not [c for c in calls if c == "node1:remove_container:c-src" or c.endswith(":CONT")]
+    assert "ferry does not resume it" in steps.state.waiting
 
 
 def test_lazy_pages_end_is_complete_only_with_exit_zero_and_every_page_of_every_task() -> None:
