@@ -366,8 +366,8 @@ class PostCopyCheckpoints(RuncCheckpoints):
         """Ends the target's lazy-pages and the source's CRIU (the twin is gone already). Before the
         target ran, or once every page arrived, the source is resumed (SIGCONT ends the stop fence).
         After the target ran with pages missing neither copy is whole: the source, stopped at its
-        state of the freeze, is the user's to resume (losing what the target did since) or remove;
-        the rollback waits, saying so, and ends once the user resumed it."""
+        state of the freeze, is the user's to resume (losing what the target did since); the
+        rollback waits, saying so, and ends once the user resumed it."""
         assert self.source.runc is not None and self.target.runc is not None
         self.target.runc.stop_lazy_pages(self.lazy_work)
         self.source.runc.abort_lazy_dump(self.dump_work)
@@ -383,9 +383,9 @@ class PostCopyCheckpoints(RuncCheckpoints):
                 f"({self.state.message}): its memory there was incomplete, so that container was "
                 f"removed; the source container {self.source_id[:12]} on {self.source.name} is kept "
                 "stopped (SIGSTOP) at its state of the freeze. ferry does not resume it: that would "
-                f"lose what the workload did on {self.target.name} since. Resume it by hand (`kill "
-                "-CONT` its processes; `docker top` lists them) and this rollback ends RolledBack, or "
-                "remove it",
+                f"lose what the workload did on {self.target.name} since. To accept that, resume it "
+                "by hand (`kill -CONT` its processes; `docker top` lists them): this rollback then "
+                "ends RolledBack",
             )
 
     def target_ran(self) -> bool:
