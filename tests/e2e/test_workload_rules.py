@@ -144,8 +144,8 @@ def test_a_privileged_container_moves_to_a_target_that_allows_it(
     assert status["phase"] == "Succeeded", status
     assert counter.hosts_running() == ["node2"]
     assert (
-        lab.docker("node2", "inspect", "-f", "{{.HostConfig.Privileged}}", counter.name).stdout.strip()
-        == "true"
+        lab.docker("node2", "inspect", "-f", "{{.HostConfig.CapAdd}}", counter.name).stdout.strip()
+        == "[SYS_ADMIN]"
     )
 
 
