@@ -23,6 +23,7 @@ from ferry.settings import DEFAULTS, Settings
 log = logging.getLogger(__name__)
 
 PLUGIN_EXECUTABLE = "kubectl-ferry"  # kubectl runs it for `kubectl ferry ...`
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # tests read host calls and phases back
 
 
 class Parser(argparse.ArgumentParser):
@@ -107,7 +108,7 @@ def run_operator(args: argparse.Namespace) -> None:
     settings = Settings.from_arguments(args)
     logging.basicConfig(
         level=logging.DEBUG if settings.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

@@ -8,6 +8,7 @@ import io
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import paramiko
@@ -15,13 +16,18 @@ import pytest
 import requests
 import requests.adapters
 
+from ferry.cli import LOG_FORMAT
 from ferry.hosts.docker_engine import DockerEngine
 from ferry.hosts.host_calls import CRASH_EXIT_CODE, HOST_CALLS, HostCalls, command_text
 from ferry.hosts.ssh import SSHEndpoint, SSHSession
+from ferry.migration.phases import Outcome
+from ferry.migration.state import MigrationState
+from tests.e2e.lab import OperatorProcess
+from tests.unit.test_runner import ScriptedSteps, run_until_it_ends, scripted
 
 
-class Crashed(Exception):
-    """What the fake exit raises instead of ending pytest."""
+class Crashed(BaseException):
+    """What the fake exit raises instead of ending pytest (as no `except Exception` stops an exit)."""
 
 
 def crash(code: int) -> NoReturn:
@@ -191,3 +197,40 @@ def test_scripts_are_left_out_of_the_logged_command_and_long_ones_cut() -> None:
     assert command_text(armed) == "sh -c ... ferry-armed sh -c ... dump '/a b'"
     assert command_text(["echo", "x" * 500]).endswith("xxx...")
     assert len(command_text(["echo", "x" * 500])) == 200
+
+
+class CallingSteps(ScriptedSteps):
+    """Steps that each run one command on a host, named after the step."""
+
+    session = FakeSession()
+
+    def _step(self, name: str) -> Outcome | None:
+        self.session.run([name])
+        return super()._step(name)
+
+
+def test_an_operator_log_reads_back_as_its_host_calls_each_in_the_phase_it_fell_in(
+    hook: HostCalls, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """What the e2e crash runs read of an operator's log: the runner's phase lines and the hook's."""
+    log = tmp_path / "operator.log"
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    caplog.set_level(logging.INFO, logger="ferry")
+    hook.crash_after = 4
+    steps = CallingSteps(scripted(MigrationState())[0].ctx)
+    try:
+        with pytest.raises(Crashed):
+            run_until_it_ends(steps)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+    calls = OperatorProcess(log).host_calls("move-web", namespace="team-a")
+    assert [(call.number, call.call, call.phase, call.crashed) for call in calls] == [
+        (1, "node-a ssh admit", "Pending", False),
+        (2, "node-a ssh prepare", "Preparing", False),
+        (3, "node-a ssh checkpoint", "Checkpointing", False),
+        (4, "node-a ssh transfer", "Transferring", True),
+    ]
