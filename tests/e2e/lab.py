@@ -43,8 +43,8 @@ IMAGE = "ferry-lab/busybox:latest"
 MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
 BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
 AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's (peerTransfer)
-TEST_HOOKS = ("--test-hooks", "--lease-seconds", "5")  # test-pause annotations, quick takeovers
-TEST_OPERATOR_OPTIONS = (*TEST_HOOKS, "--host-probe-seconds", "3")  # and a host's readiness within seconds
+# test-pause annotations, quick takeovers, a host's readiness known within seconds
+TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 HOSTS = ("node1", "node2")
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
@@ -272,9 +272,26 @@ class Lab:
             left += [f"rules {tag} on {host}" for tag in (redirect_tag(uid), hold_tag(uid)) if tag in rules]
         return left
 
+    def unfinished_migrations(self) -> list[str]:
+        """The Migrations that have not ended: every operator started drives them."""
+        items = json.loads(self.kubectl("get", "migrations", "-A", "-o", "json").stdout)["items"]
+        return [
+            f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+            for item in items
+            if item.get("status", {}).get("phase") not in TERMINAL_PHASES
+        ]
+
     def delete_migration(self, name: str) -> None:
         """A bench's clean-up: waits up to a minute for the Migration to go, and never fails."""
         self.kubectl("delete", "migration", name, "--ignore-not-found", "--timeout=60s", check=False)
+
+    def forget_migration(self, name: str) -> None:
+        """Deletes the Migration; if a minute later its finalizer still waits for a migration that
+        does not end, drops the finalizer, so that no operator started later drives it."""
+        self.delete_migration(name)
+        if self.kubectl("get", "migration", name, "--ignore-not-found", "-o", "name").stdout.strip():
+            dropped = json.dumps({"metadata": {"finalizers": None}})
+            self.kubectl("patch", "migration", name, "--type", "merge", "-p", dropped, check=False)
 
 
 def ferry_files_left(uid: str, target_container_id: str | None) -> list[str]:
@@ -500,6 +517,11 @@ class OperatorProcess:
         self.process.kill()
         self.process.wait(timeout=30)
 
+    def keep_running(self) -> None:
+        """Starts it unless it runs."""
+        if not self.alive:
+            self.start()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -513,8 +535,8 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")
 
     @property
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def host_calls(self, migration: str, namespace: str = "default") -> list[HostCall]:
         """The host calls it logged (run with --test-crash-after-host-calls), each with the phase of
@@ -527,6 +549,18 @@ class OperatorProcess:
             elif found := HOST_CALL_LINE.search(line):
                 calls.append(HostCall(int(found[2]), found[3], phase, crashed=bool(found[1])))
         return calls
+
+    def settle(self, migration: str, quiet: float = 2.0, timeout: float = 30.0) -> None:
+        """Waits until it exited or logged no host call for `quiet` seconds (a migration that ended
+        still cleans up after its last status write)."""
+        deadline, seen, since = time.monotonic() + timeout, -1, time.monotonic()
+        while self.alive and time.monotonic() < deadline:
+            count = len(self.host_calls(migration))
+            if count != seen:
+                seen, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.2)
 
     def metrics(self) -> Scrape:
         """What its metrics endpoint serves now."""
