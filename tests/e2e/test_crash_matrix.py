@@ -47,5 +47,5 @@ def test_operator_dead_right_after_a_host_call_is_taken_over_and_the_workload_ru
     n = census.first(POINTS[point], point)
     row = crash_after(lab, census, n, resumer=operator)
     report(request.config, f"crash after {point}: {row.markdown()}")
-    assert row.crash is not None, f"the operator did not exit after host call {n} (log: {row.log})"
     assert row.passed, f"{row.problems} (log: {row.log})"
+    assert row.crash is not None, f"the operator did not exit after host call {n} (log: {row.log})"
