@@ -20,6 +20,7 @@ from ferry.cli import LOG_FORMAT
 from ferry.hosts.docker_engine import DockerEngine
 from ferry.hosts.host_calls import CRASH_EXIT_CODE, HOST_CALLS, HostCalls, command_text
 from ferry.hosts.ssh import SSHEndpoint, SSHSession
+from ferry.hosts.streams import WAIT_FOR_GO
 from ferry.migration.phases import Outcome
 from ferry.migration.state import MigrationState
 from tests.e2e.lab import OperatorProcess
@@ -182,19 +183,9 @@ def test_each_docker_engine_request_is_one_call_named_by_its_method_and_path(
 
 
 def test_scripts_are_left_out_of_the_logged_command_and_long_ones_cut() -> None:
-    armed = [
-        "sh",
-        "-c",
-        'echo ready && read -r _ && exec "$@"',
-        "ferry-armed",
-        "sh",
-        "-c",
-        "x",
-        "dump",
-        "/a b",
-    ]
+    armed = [*WAIT_FOR_GO, "sh", "-c", "runc checkpoint ...", "ferry-checkpoint", "/a b"]
 
-    assert command_text(armed) == "sh -c ... ferry-armed sh -c ... dump '/a b'"
+    assert command_text(armed) == "sh -c ... ferry-armed sh -c ... ferry-checkpoint '/a b'"
     assert command_text(["echo", "x" * 500]).endswith("xxx...")
     assert len(command_text(["echo", "x" * 500])) == 200
 
