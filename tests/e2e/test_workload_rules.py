@@ -211,7 +211,7 @@ def refused_helloer(lab: Lab, helloer: Helloer, target: str) -> str:
     name = unique("mig-process-refused")
     lab.migration(name, "", target=target, process={"pid": helloer.pid})
     message = str(refused(lab, name, "WorkloadNotAllowed")["message"])
-    assert helloer.network_namespace() == lab_namespace(lab, "node1")
+    assert helloer.network_namespace() == lab.network_namespace("node1")
     helloer.assert_continuous_and_counting()
     return message
 
@@ -262,10 +262,6 @@ def test_the_operator_itself_is_refused_even_by_the_widest_selector(
     lab.migration(name, "", target=target, source=source, process={"pid": operator.pid})
     status = refused(lab, name, "ProtectedProcess")
     assert "it is the ferry operator itself" in status["message"]
-
-
-def lab_namespace(lab: Lab, host: str) -> str:
-    return lab.lab("exec", host, "readlink", "/proc/self/ns/net").stdout.strip()
 
 
 def process_start(pid: int) -> str:
