@@ -16,10 +16,14 @@ import prometheus_client
 from ferry import __version__
 from ferry.client import commands as client_commands
 from ferry.client.outcome import EXIT_CODES_HELP, ExitCode
+from ferry.hosts.host_calls import HOST_CALLS
 from ferry.lease import OPERATOR_NAMESPACE
 from ferry.settings import DEFAULTS, Settings
 
+log = logging.getLogger(__name__)
+
 PLUGIN_EXECUTABLE = "kubectl-ferry"  # kubectl runs it for `kubectl ferry ...`
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # tests read host calls and phases back
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,6 +63,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--test-hooks", action="store_true", help="honour ferry.dev/test-pause annotations (tests only)"
     )
     run.add_argument(
+        "--test-crash-after-host-calls",
+        type=int,
+        metavar="N",
+        help="with --test-hooks: log every host call, and exit at once (as if killed) right after the "
+        "Nth (tests only)",
+    )
+    run.add_argument(
         "--lease-seconds",
         type=int,
         default=DEFAULTS.lease_seconds,
@@ -79,7 +90,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     run.add_argument("-v", "--verbose", action="store_true")
     client_commands.register(commands)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    crash_after = args.test_crash_after_host_calls if args.command == "run" else None
+    if crash_after is not None and (crash_after < 1 or not args.test_hooks):
+        run.error("--test-crash-after-host-calls takes a number >= 1, and --test-hooks")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,12 +108,15 @@ def run_operator(args: argparse.Namespace) -> None:
     settings = Settings.from_arguments(args)
     logging.basicConfig(
         level=logging.DEBUG if settings.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
+    if settings.test_crash_after_host_calls is not None:
+        log.warning("test hook: exiting at once after host call %d", settings.test_crash_after_host_calls)
+        HOST_CALLS.crash_after = settings.test_crash_after_host_calls
     import ferry.handlers  # registers the handlers
 
     ferry.handlers.register_host_probe(settings.host_probe_seconds)

@@ -18,6 +18,7 @@ class Settings:
     liveness: str | None = None  # where kopf serves its liveness probe
     metrics_port: int = 0  # where Prometheus metrics are served; 0: not served
     test_hooks: bool = False  # honour ferry.dev/test-pause annotations (tests only)
+    test_crash_after_host_calls: int | None = None  # with test_hooks: exit at once after the Nth host call
     verbose: bool = False
     max_workers: int = 32  # threads for handlers; waiting (queued, rollback retries) holds none
     host_probe_seconds: float = 60.0  # between two probes of a DockerHost (its timer is registered late)

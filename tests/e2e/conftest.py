@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.lab import HOSTS, REPO, Lab, OperatorProcess, unused_local_port
-
-
-def stop_demo_operator() -> None:
-    """The operator that hack/demo leaves running would race with the one under test."""
-    pid_file = REPO / ".lab" / "pids" / "operator.pid"
-    if pid_file.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        pid_file.unlink()
+from tests.e2e.lab import HOSTS, REPO, Lab, OperatorProcess, stop_demo_operator, unused_local_port
 
 
 @pytest.fixture(scope="session")

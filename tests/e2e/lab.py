@@ -3,9 +3,13 @@ CLIs, kubectl, the operator process, and the workloads that are moved."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import random
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -17,12 +21,18 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from ferry.hosts.peer_stream import KEYS_DIR
+from ferry.hosts.runc import RESTORE_ROOT, WORK_ROOT
+from ferry.migration.continuity import hold_tag, redirect_tag
+from ferry.migration.process import IMAGES_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SCRIPT = REPO / "hack" / "lab"
@@ -32,6 +42,7 @@ KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
 MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
 BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
+AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's (peerTransfer)
 # test-pause annotations, quick takeovers, a host's readiness known within seconds
 TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
@@ -211,9 +222,132 @@ class Lab:
         """Merge-patches a DockerHost's spec."""
         self.kubectl("patch", "dockerhost", host, "--type", "merge", "-p", json.dumps({"spec": spec}))
 
+    @contextmanager
+    def without_fast_path(self, host: str) -> Iterator[None]:
+        """The DockerHost without spec.fastPath for the duration: migrations to it go through Docker's
+        checkpoint API."""
+        fast_path = self.docker_host(host)["spec"]["fastPath"]
+        removed = json.dumps([{"op": "remove", "path": "/spec/fastPath"}])
+        self.kubectl("patch", "dockerhost", host, "--type", "json", "-p", removed)
+        try:
+            yield
+        finally:
+            self.patch_host(host, {"fastPath": fast_path})
+
+    def network_namespace(self, host: str) -> str:
+        """The lab host's network namespace, as /proc/PID/ns/net names it."""
+        return self.lab("exec", host, "readlink", "/proc/self/ns/net").stdout.strip()
+
+    def probed_since(self, moment: float) -> bool:
+        """Every DockerHost was probed since `moment` (a Unix time), and what the probe found written."""
+        hosts = json.loads(self.kubectl("get", "dockerhosts", "-o", "json").stdout)["items"]
+        return all(
+            parse_time(host.get("status", {}).get("lastProbeTime") or "1970-01-01T00:00:00Z") >= moment
+            for host in hosts
+        )
+
+    def live_operators(self) -> list[str]:
+        """The operators alive in the `ferry` peering, by identity (a killed one until its lifetime
+        is out)."""
+        peering = json.loads(self.kubectl("get", "clusterkopfpeering", "ferry", "-o", "json").stdout)
+        now = datetime.now(UTC)
+        return sorted(
+            identity
+            for identity, peer in (peering.get("status") or {}).items()
+            if isinstance(peer, dict)
+            and "lastseen" in peer
+            and datetime.fromisoformat(peer["lastseen"]) + timedelta(seconds=int(peer["lifetime"])) > now
+        )
+
+    def leftovers(self, uid: str, target_container_id: str | None) -> list[str]:
+        """What a Migration that ended left on the lab's hosts: its files (ferry_files_left, the
+        images of a process), its checkpoint on either host, its NAT and hold rules."""
+        left = ferry_files_left(uid, target_container_id)
+        if (Path(IMAGES_ROOT) / uid).exists():
+            left.append(f"{IMAGES_ROOT}/{uid}")
+        for host in HOSTS:
+            root = Path(self.docker(host, "info", "-f", "{{.DockerRootDir}}").stdout.strip())
+            left += [f"{path} on {host}" for path in root.glob(f"containers/*/checkpoints/ferry-{uid}")]
+            rules = self.lab("exec", host, "iptables-save").stdout
+            left += [f"rules {tag} on {host}" for tag in (redirect_tag(uid), hold_tag(uid)) if tag in rules]
+        return left
+
+    def unfinished_migrations(self) -> list[str]:
+        """The Migrations that have not ended: every operator started drives them."""
+        items = json.loads(self.kubectl("get", "migrations", "-A", "-o", "json").stdout)["items"]
+        return [
+            f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+            for item in items
+            if item.get("status", {}).get("phase") not in TERMINAL_PHASES
+        ]
+
     def delete_migration(self, name: str) -> None:
         """A bench's clean-up: waits up to a minute for the Migration to go, and never fails."""
         self.kubectl("delete", "migration", name, "--ignore-not-found", "--timeout=60s", check=False)
+
+    def forget_migration(self, name: str) -> None:
+        """Deletes the Migration; if a minute later its finalizer still waits for a migration that
+        does not end, drops the finalizer, so that no operator started later drives it."""
+        self.delete_migration(name)
+        if self.kubectl("get", "migration", name, "--ignore-not-found", "-o", "name").stdout.strip():
+            dropped = json.dumps({"metadata": {"finalizers": None}})
+            self.kubectl("patch", "migration", name, "--type", "merge", "-p", dropped, check=False)
+
+
+def ferry_files_left(uid: str, target_container_id: str | None) -> list[str]:
+    """A Migration's stream keys (authorized on the target, private halves on the source), its dump
+    work directory and the restore prepared for its twin, those still on the lab's hosts."""
+    left = [f"a stream key in {AUTHORIZED_KEYS}"] if f"ferry:{uid}:" in AUTHORIZED_KEYS.read_text() else []
+    keys = Path(KEYS_DIR)
+    left += [str(key) for key in keys.iterdir() if uid in key.name] if keys.exists() else []
+    places = [Path(WORK_ROOT) / uid]
+    if target_container_id is not None:
+        places.append(Path(RESTORE_ROOT) / target_container_id)
+    return left + [str(place) for place in places if place.exists()]
+
+
+def parse_time(text: str) -> float:
+    """The Unix time of a Kubernetes timestamp."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def log_times(output: str) -> list[tuple[float, str]]:
+    """(Unix time, text) of each `docker logs -t` line."""
+    lines = []
+    for line in output.splitlines():
+        stamp, _, text = line.partition(" ")
+        whole, _, fraction = stamp.removesuffix("Z").partition(".")
+        seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp() + float(f"0.{fraction or 0}")
+        lines.append((seconds, text))
+    return lines
+
+
+def longest_gap_ms(times: Sequence[float]) -> float:
+    """The longest time between two lines of a workload's log, of Unix times."""
+    return max(b - a for a, b in itertools.pairwise(times)) * 1000
+
+
+def write_between_markers(path: Path, name: str, text: str, heading: str = "") -> None:
+    """Puts `text` into the document between `<!-- NAME: begin -->` and `<!-- NAME: end -->`,
+    replacing what was there; without those markers, at its end, after `heading`."""
+    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+    document = path.read_text()
+    section = f"{begin}\n{text}\n{end}"
+    if begin in document:
+        head, rest = document.split(begin, 1)
+        document = head + section + rest.split(end, 1)[1]
+    else:
+        document = document.rstrip() + "\n\n" + (f"{heading}\n\n" if heading else "") + section + "\n"
+    path.write_text(document)
+
+
+def stop_demo_operator() -> None:
+    """The operator that hack/demo leaves running would race with the one under test."""
+    pid_file = REPO / ".lab" / "pids" / "operator.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink()
 
 
 def free_port(lab: Lab) -> int:
@@ -290,7 +424,7 @@ class Counter:
         else:
             lab.docker("node1", "run", "-d", "--name", self.name, *docker_args, image, *command)
         wait_for(lambda: len(lab.logs("node1", self.name)) >= 5, 30, "the counter to count")
-        self.follower = LogFollower("node1", self.name)
+        self.follower = LogFollower("node1", self.name, timestamps=True)
 
     def hosts_running(self) -> list[str]:
         return [host for host in HOSTS if self.lab.running(host, self.name)]
@@ -304,13 +438,28 @@ class Counter:
         wait_for(
             lambda: len(self.lab.logs(host, self.name)) > before + 3, 30, f"{self.name} to count on {host}"
         )
-        if host == "node1":  # the same container: its log holds everything
-            numbers = self.lab.logs("node1", self.name)
-            self.follower.process.kill()
-        else:
-            numbers = self.follower.lines() + self.lab.logs("node2", self.name)
+        numbers = [line for _, line in self.timed_log(host)]
         assert [int(n) for n in numbers] == list(range(len(numbers))), "the counter has a gap or a repeat"
         return host
+
+    def timed_log(self, host: str) -> list[tuple[float, str]]:
+        """(Unix time, line) of all it printed, now that it runs on `host`: from node2, what it printed
+        on node1 first (its follower there saw it until the source container went)."""
+        here = log_times(self.lab.docker(host, "logs", "-t", self.name).stdout)
+        if host == "node1":  # the same container: its log holds everything
+            self.follower.process.kill()
+            return here
+        return log_times(self.follower.output()) + here
+
+    def longest_gap_ms(self, host: str) -> float:
+        """The longest time it printed nothing (a freeze shows here), now that it runs on `host`."""
+        return longest_gap_ms([moment for moment, _ in self.timed_log(host)])
+
+    def remove(self) -> None:
+        """Gone from both hosts, its follower too."""
+        for host in HOSTS:
+            self.lab.docker(host, "rm", "-f", self.name, check=False)
+        self.follower.process.kill()
 
 
 class Scrape:
@@ -368,6 +517,11 @@ class OperatorProcess:
         self.process.kill()
         self.process.wait(timeout=30)
 
+    def keep_running(self) -> None:
+        """Starts it unless it runs."""
+        if not self.alive:
+            self.start()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -380,11 +534,54 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def host_calls(self, migration: str, namespace: str = "default") -> list[HostCall]:
+        """The host calls it logged (run with --test-crash-after-host-calls), each with the phase of
+        Migration `migration` it fell in."""
+        phase_line = re.compile(rf"ferry\.migration\.runner: {re.escape(f'{namespace}/{migration}')}: (\w+)$")
+        calls, phase = [], ""
+        for line in self.log().splitlines():
+            if found := phase_line.search(line):
+                phase = found[1]
+            elif found := HOST_CALL_LINE.search(line):
+                calls.append(HostCall(int(found[2]), found[3], phase, crashed=bool(found[1])))
+        return calls
+
+    def settle(self, migration: str, quiet: float = 2.0, timeout: float = 30.0) -> None:
+        """Waits until it exited or logged no host call for `quiet` seconds (a migration that ended
+        still cleans up after its last status write)."""
+        deadline, seen, since = time.monotonic() + timeout, -1, time.monotonic()
+        while self.alive and time.monotonic() < deadline:
+            count = len(self.host_calls(migration))
+            if count != seen:
+                seen, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.2)
+
     def metrics(self) -> Scrape:
         """What its metrics endpoint serves now."""
         assert self.metrics_port is not None, "the operator serves no metrics"
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
             return Scrape(response.read().decode())
+
+
+HOST_CALL_LINE = re.compile(r"ferry\.hosts\.host_calls: (crash after )?host call (\d+): (.*)$")
+
+
+@dataclass(frozen=True)
+class HostCall:
+    """One host call an operator logged: its number in the process, what it was (the host, its kind
+    and the command or request), the Migration's phase it fell in ("" before it began), and whether
+    the operator exited right after it."""
+
+    number: int
+    call: str
+    phase: str
+    crashed: bool = False
 
 
 @contextmanager
@@ -411,10 +608,13 @@ class LogFollower:
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        self._output: str | None = None
 
     def output(self, timeout: float = 60) -> str:
-        stdout, _ = self.process.communicate(timeout=timeout)
-        return stdout
+        """All it followed, once the container stopped (read once, kept)."""
+        if self._output is None:
+            self._output, _ = self.process.communicate(timeout=timeout)
+        return self._output
 
     def lines(self, timeout: float = 60) -> list[str]:
         return self.output(timeout).split()
@@ -492,6 +692,15 @@ class Helloer:
         wait_for(lambda: len(self.numbers()) > before + 3, 20, f"{self.name} to go on counting")
         numbers = self.numbers()
         assert numbers == list(range(len(numbers))), "a number is missing or repeated"
+
+    def assert_runs_once_and_continuous(self, lab: Lab) -> str:
+        """One process of its name runs, in one lab host's network namespace, and counts on with no
+        number missing or repeated: that host."""
+        assert self._pid() == self.pid, f"{self.name} does not run exactly once with PID {self.pid}"
+        hosts = [host for host in HOSTS if lab.network_namespace(host) == self.network_namespace()]
+        assert len(hosts) == 1, f"{self.name} runs in the network namespace of {hosts or 'no lab host'}"
+        self.assert_continuous_and_counting()
+        return hosts[0]
 
     def network_namespace(self) -> str:
         return os.readlink(f"/proc/{self.pid}/ns/net")

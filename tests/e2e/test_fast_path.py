@@ -8,19 +8,12 @@ opt in still move through Docker's own checkpoint API.
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.lab import MEMHOG, REPO, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import MEMHOG, Counter, Lab, OperatorProcess, ferry_files_left, unique, wait_for
 from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
-
-AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"
-FERRY_STATE = Path("/var/lib/ferry")
 
 
 def restart_policy(lab: Lab, host: str, container: str) -> str:
@@ -34,12 +27,7 @@ def status_of(lab: Lab, name: str) -> dict[str, Any]:
 
 def assert_nothing_left(uid: str, target_container_id: str | None) -> None:
     """No stream key, dump work directory or prepared restore outlives the migration."""
-    assert f"ferry:{uid}:" not in AUTHORIZED_KEYS.read_text()
-    assert not (FERRY_STATE / "work" / uid).exists()
-    keys = FERRY_STATE / "keys"
-    assert not [key for key in keys.iterdir() if uid in key.name] if keys.exists() else True
-    if target_container_id is not None:
-        assert not (FERRY_STATE / "restore" / target_container_id).exists()
+    assert ferry_files_left(uid, target_container_id) == []
 
 
 @pytest.mark.parametrize("mib", [64, 256])
@@ -111,7 +99,7 @@ def test_host_without_the_fast_path_moves_through_dockers_checkpoint_api(
     lab: Lab, operator: OperatorProcess
 ) -> None:
     counter, name = Counter(lab), unique("mig-docker-path")
-    with host_without_fast_path(lab, "node2"):
+    with lab.without_fast_path("node2"):
         lab.migration(name, counter.name, target="node2")
         status = status_of(lab, name)
     assert status["phase"] == "Succeeded", status
@@ -146,17 +134,6 @@ def test_operator_killed_while_checkpointing_never_takes_a_partial_dump(
     expected = "node2" if status["phase"] == "Succeeded" else "node1"
     wait_for(lambda: len(lab.logs(expected, counter.name)) > 250, 60, "a memory check after the move")
     assert counter.assert_runs_once_and_continuous() == expected
-
-
-@contextlib.contextmanager
-def host_without_fast_path(lab: Lab, host: str) -> Iterator[None]:
-    spec = lab.kubectl("get", "dockerhost", host, "-o", "json").stdout
-    removed = json.dumps([{"op": "remove", "path": "/spec/fastPath"}])
-    lab.kubectl("patch", "dockerhost", host, "--type", "json", "-p", removed)
-    try:
-        yield
-    finally:
-        lab.patch_host(host, {"fastPath": json.loads(spec)["spec"]["fastPath"]})
 
 
 def test_a_dump_that_fails_leaves_the_source_running_with_its_restart_policy(

@@ -19,20 +19,16 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def lab_namespace(lab: Lab, host: str) -> str:
-    return lab.lab("exec", host, "readlink", "/proc/self/ns/net").stdout.strip()
-
-
 def test_process_keeps_counting_on_the_target_with_its_pid(
     lab: Lab, operator: OperatorProcess, workdir: Path
 ) -> None:
     helloer, name = Helloer(workdir), unique("mig-process")
     try:
-        assert helloer.network_namespace() == lab_namespace(lab, "node1")
+        assert helloer.network_namespace() == lab.network_namespace("node1")
         lab.migration(name, "", target="node2", process={"pid": helloer.pid})
         status = lab.wait_until(name)["status"]
         assert status["phase"] == "Succeeded", status
-        assert helloer.network_namespace() == lab_namespace(lab, "node2")
+        assert helloer.network_namespace() == lab.network_namespace("node2")
         assert status["metrics"]["downtimeMs"] > 0 and status["metrics"]["checkpointBytes"] > 0
         helloer.assert_continuous_and_counting()
     finally:
@@ -44,7 +40,7 @@ def test_process_found_by_name_moves_too(lab: Lab, operator: OperatorProcess, wo
     try:
         lab.migration(name, "", target="node2", process={"name": helloer.name})
         assert lab.wait_until(name)["status"]["phase"] == "Succeeded"
-        assert helloer.network_namespace() == lab_namespace(lab, "node2")
+        assert helloer.network_namespace() == lab.network_namespace("node2")
         helloer.assert_continuous_and_counting()
     finally:
         helloer.stop()
@@ -60,7 +56,7 @@ def test_a_name_matching_two_processes_fails_before_the_freeze(
         status = lab.wait_until(name)["status"]
         assert status["phase"] == "Failed"
         assert "2 processes" in status["message"]
-        assert helloer.network_namespace() == lab_namespace(lab, "node1")
+        assert helloer.network_namespace() == lab.network_namespace("node1")
         helloer.assert_continuous_and_counting()
     finally:
         twin.kill()

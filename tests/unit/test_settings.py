@@ -91,3 +91,13 @@ def test_the_readiness_index_holds_what_a_probed_hosts_ready_condition_says(
     status: dict[str, Any], ready: bool | None
 ) -> None:
     assert probed_readiness(status) is ready
+
+
+def test_the_crash_after_host_calls_hook_is_a_test_hook() -> None:
+    argv = ["run", "--test-hooks", "--test-crash-after-host-calls", "17"]
+
+    assert Settings.from_arguments(parse_arguments(argv)).test_crash_after_host_calls == 17
+    assert Settings.from_arguments(parse_arguments(["run"])).test_crash_after_host_calls is None
+    for refused in (["run", "--test-crash-after-host-calls", "17"], [*argv[:-1], "0"]):
+        with pytest.raises(SystemExit):
+            parse_arguments(refused)

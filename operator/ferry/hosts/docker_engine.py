@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -20,6 +21,7 @@ import requests
 import urllib3
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
+from ferry.hosts import host_calls
 from ferry.hosts.errors import HostError
 from ferry.hosts.ssh import SSHSession
 
@@ -45,7 +47,9 @@ class _DialStdioConnection(urllib3.connection.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = self._session.open(
-            ["docker", "-H", f"unix://{self._docker_socket}", "system", "dial-stdio"], timeout=self._timeout
+            ["docker", "-H", f"unix://{self._docker_socket}", "system", "dial-stdio"],
+            timeout=self._timeout,
+            counted=False,
         )
 
 
@@ -89,6 +93,14 @@ class _EngineClient(docker.APIClient):  # type: ignore[misc]
     def __init__(self, session: SSHSession, docker_socket: str) -> None:
         super().__init__(base_url="ssh://ferry", version=API_VERSION, use_ssh_client=True, timeout=TIMEOUT)
         self.mount("http+docker://ssh", _DialStdioAdapter(session, docker_socket, TIMEOUT))
+        self._host = session.name
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        """Every request to the Engine passes here: it is one host call once answered."""
+        response = super().request(method, url, *args, **kwargs)
+        path = urlsplit(str(url)).path.removeprefix(f"/v{API_VERSION}")
+        host_calls.completed(self._host, "docker", [str(method), path])
+        return cast(requests.Response, response)
 
     def endpoint(
         self, method: str, path: str, *path_args: str, body: Mapping[str, Any] | None = None, **kwargs: Any

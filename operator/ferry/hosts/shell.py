@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import paramiko
 
+from ferry.hosts import host_calls
 from ferry.hosts.ssh import CommandFailed, CommandResult, SSHError, SSHSession
 
 # Set up once: a private file for each command's stderr.
@@ -52,6 +53,7 @@ class RemoteShell:
             except (TimeoutError, OSError, EOFError, paramiko.SSHException) as error:
                 self.close()
                 raise SSHError(f"`{shlex.join(argv)}` on {self.name}: the shell broke: {error}") from None
+        host_calls.completed(self.name, "shell", argv)
         if check and status != 0:
             raise CommandFailed(self.name, argv, status, stderr.decode(errors="replace"))
         return CommandResult(status, stdout, stderr)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import paramiko
 
+from ferry.hosts import host_calls
 from ferry.hosts.errors import HostError
 
 DEAD_LINK_SECONDS = 15
@@ -161,8 +162,12 @@ class SSHSession:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_LINK_SECONDS * 1000)
         return sock
 
-    def open(self, argv: Sequence[str], timeout: float | None = None) -> paramiko.Channel:
-        """Starts a command and returns its channel (stdin, stdout and stderr as streams)."""
+    def open(
+        self, argv: Sequence[str], timeout: float | None = None, *, counted: bool = True
+    ) -> paramiko.Channel:
+        """Starts a command and returns its channel (stdin, stdout and stderr as streams). Not
+        `counted` as a host call of its own when what goes over it is (a command's end, the Docker
+        Engine's requests)."""
         transport = self.transport()
         try:
             channel = transport.open_session(timeout=self.connect_timeout)
@@ -172,12 +177,14 @@ class SSHSession:
             raise SSHError(
                 f"lost the SSH connection to {self.name}: {error or type(error).__name__}"
             ) from None
+        if counted:
+            host_calls.completed(self.name, "ssh started", argv)
         return channel
 
     def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
     ) -> CommandResult:
-        channel = self.open(argv, timeout=timeout)
+        channel = self.open(argv, timeout=timeout, counted=False)
         try:
             if input is not None:
                 channel.sendall(input)
@@ -190,6 +197,7 @@ class SSHSession:
             raise SSHError(f"`{shlex.join(argv)}` on {self.name} took longer than {timeout:.0f}s") from None
         finally:
             channel.close()
+        host_calls.completed(self.name, "ssh", argv)
         if check and exit_code != 0:
             raise CommandFailed(self.name, argv, exit_code, stderr.decode(errors="replace"))
         return CommandResult(exit_code, stdout, stderr)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import paramiko
 
+from ferry.hosts import host_calls
 from ferry.hosts.errors import HostError
 from ferry.hosts.ssh import CommandFailed, SSHSession
 
@@ -121,6 +122,7 @@ class Relay:
             ) from None
         finally:
             self.close()
+        host_calls.completed(str(self.pipe), "stream ended", self.pipe.producer)
         if producer_status != 0:
             raise CommandFailed(self.pipe.source.name, self.pipe.producer, producer_status, producer_stderr)
         if consumer_status != 0:
@@ -164,9 +166,11 @@ class ArmedCommand:
             channel.shutdown_write()
             stdout = channel.makefile("rb").read()
             stderr = channel.makefile_stderr("rb").read()
-            return Ended(exit_status(channel, self._timeout), stdout, stderr)
+            ended = Ended(exit_status(channel, self._timeout), stdout, stderr)
         finally:
             channel.close()
+        host_calls.completed(self.ssh.name, "ssh ended", self.argv)
+        return ended
 
     def fire_until(self, line: bytes) -> Ended | None:
         """Lets it run until it prints `line` (None: the session is closed, the command goes on by

@@ -206,7 +206,9 @@ def _pack(directory: str, *options: str) -> list[str]:
 
 
 def _untar(directory: str) -> list[str]:
-    return ["tar", "-C", directory, *TAR_OPTIONS, "-xpf", "-"]
+    # A directory's time is set once all of it arrived, wherever its members stand in the archive
+    # (a list sorted by name puts "./new-file" between "./new" and "./new/file").
+    return ["tar", "-C", directory, *TAR_OPTIONS, "--delay-directory-restore", "-xpf", "-"]
 
 
 def _unpack(directory: str, *, fresh: bool) -> list[str]:
