@@ -79,13 +79,26 @@ def waiting_message(lab: Lab, name: str) -> str:
 def test_a_pull_cut_after_the_target_ran_keeps_the_source_stopped_until_the_user_resumes_it(
     lab: Lab, operator: OperatorProcess
 ) -> None:
-    """512 MiB take a few seconds to pull (the spike: ~100-150 MiB/s), so lazy-pages is killed while
-    it pulls: the twin goes, the source stays stopped at the freeze (never two copies) until resumed
-    by hand, then the Migration ends RolledBack and the source counts on from the freeze."""
-    counter = Counter(lab, prefix="memhog-postcopy-cut", image=MEMHOG, command=["512"])
+    """1.5 GiB take seconds to pull (512 MiB were pulled before the test could cut it), so
+    lazy-pages is killed while it pulls: the twin goes, the source stays stopped at the freeze (never
+    two copies) until resumed by hand, then the Migration ends RolledBack and the source counts on
+    from the freeze."""
+    counter = Counter(lab, prefix="memhog-postcopy-cut", image=MEMHOG, command=["1536"])
     name = unique("mig-postcopy-cut")
     lab.migration(name, counter.name, target="node2", postCopy=True, pauses="Verifying=5")
-    lab.wait_for_phase(name, "Verifying", timeout=120)
+    try:
+        cut_the_pull_and_resume_by_hand(lab, counter, name)
+    finally:  # whatever failed: the source runs again and the Migration ends, for the tests after
+        subprocess.run(["kill", "-CONT", *source_pids(lab, counter.name)], check=False)
+        lab.delete_migration(name)
+
+
+def source_pids(lab: Lab, container: str) -> list[str]:
+    return lab.docker("node1", "top", container, "-o", "pid", check=False).stdout.split()[1:]
+
+
+def cut_the_pull_and_resume_by_hand(lab: Lab, counter: Counter, name: str) -> None:
+    lab.wait_for_phase(name, "Verifying", timeout=120)  # the twin runs; its memory is being pulled
     uid = lab.get_migration(name)["metadata"]["uid"]
     killed = kill_lazy_pages(uid)
     assert killed, "lazy-pages had ended already: the pull was faster than this test assumes"
@@ -95,8 +108,7 @@ def test_a_pull_cut_after_the_target_ran_keeps_the_source_stopped_until_the_user
     stopped = len(lab.logs("node1", counter.name))
     time.sleep(2)
     assert len(lab.logs("node1", counter.name)) == stopped, "the source ran while it should be stopped"
-    pids = lab.docker("node1", "top", counter.name, "-o", "pid").stdout.split()[1:]
-    subprocess.run(["kill", "-CONT", *pids], check=True)
+    subprocess.run(["kill", "-CONT", *source_pids(lab, counter.name)], check=True)
     status = status_of(lab, name)
     assert status["phase"] == "RolledBack", status
     wait_for(lambda: len(lab.logs("node1", counter.name)) > stopped + 250, 60, "a memory check on node1")
