@@ -6,7 +6,6 @@ source's page server needs."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from tests.e2e.lab import MEMHOG, Counter, Lab, OperatorProcess, unique, wait_for
@@ -69,65 +68,6 @@ def test_post_copy_whose_lazy_pages_never_gets_ready_leaves_the_source_running(
     uid = lab.get_migration(name)["metadata"]["uid"]
     assert_nothing_left(uid, status.get("targetContainerID"))
     no_post_copy_process_left(uid)
-
-
-def waiting_message(lab: Lab, name: str) -> str:
-    conditions = lab.get_migration(name).get("status", {}).get("conditions", [])
-    return next((c["message"] for c in conditions if c["type"] == "RollbackWaiting"), "")
-
-
-def test_a_pull_cut_after_the_target_ran_keeps_the_source_stopped_until_the_user_resumes_it(
-    lab: Lab, operator: OperatorProcess
-) -> None:
-    """1.5 GiB take seconds to pull (512 MiB were pulled before the test could cut it), so
-    lazy-pages is killed while it pulls: the twin goes, the source stays stopped at the freeze (never
-    two copies) until resumed by hand, then the Migration ends RolledBack and the source counts on
-    from the freeze."""
-    counter = Counter(lab, prefix="memhog-postcopy-cut", image=MEMHOG, command=["1536"])
-    name = unique("mig-postcopy-cut")
-    lab.migration(name, counter.name, target="node2", postCopy=True, pauses="Verifying=5")
-    try:
-        cut_the_pull_and_resume_by_hand(lab, counter, name)
-    finally:  # whatever failed: the source runs again and the Migration ends, for the tests after
-        subprocess.run(["kill", "-CONT", *source_pids(lab, counter.name)], check=False)
-        lab.delete_migration(name)
-
-
-def source_pids(lab: Lab, container: str) -> list[str]:
-    return lab.docker("node1", "top", container, "-o", "pid", check=False).stdout.split()[1:]
-
-
-def cut_the_pull_and_resume_by_hand(lab: Lab, counter: Counter, name: str) -> None:
-    lab.wait_for_phase(name, "Verifying", timeout=120)  # the twin runs; its memory is being pulled
-    uid = lab.get_migration(name)["metadata"]["uid"]
-    killed = kill_lazy_pages(uid)
-    assert killed, "lazy-pages had ended already: the pull was faster than this test assumes"
-    wait_for(lambda: "ferry does not resume it" in waiting_message(lab, name), 120, "the rollback to wait")
-    assert lab.phase(name) == "RollingBack"
-    assert counter.name not in lab.container_names("node2")
-    stopped = len(lab.logs("node1", counter.name))
-    time.sleep(2)
-    assert len(lab.logs("node1", counter.name)) == stopped, "the source ran while it should be stopped"
-    subprocess.run(["kill", "-CONT", *source_pids(lab, counter.name)], check=True)
-    status = status_of(lab, name)
-    assert status["phase"] == "RolledBack", status
-    wait_for(lambda: len(lab.logs("node1", counter.name)) > stopped + 250, 60, "a memory check on node1")
-    assert "CORRUPT" not in lab.logs("node1", counter.name)
-    assert counter.assert_runs_once_and_continuous() == "node1"
-    no_post_copy_process_left(uid)
-
-
-def kill_lazy_pages(uid: str) -> list[str]:
-    """SIGKILL to the target's `criu lazy-pages` of this migration; the PIDs it was sent to."""
-    processes = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    pids = [
-        line.split()[0]
-        for line in processes.splitlines()
-        if "criu lazy-pages" in line and f"/var/lib/ferry/work/{uid}/lazy" in line
-    ]
-    if pids:
-        subprocess.run(["kill", "-KILL", *pids], check=True)
-    return pids
 
 
 def test_post_copy_is_refused_in_preflight_without_its_kernel_setting(
