@@ -1,8 +1,4 @@
-"""The trust model (issue 8): nothing in a Migration's status grants access, and one driver at a time.
-
-NOT RUN YET: written while the lab was in use by another session; run with
-`.venv/bin/pytest tests/e2e/test_trust_model.py` on a lab of its own before relying on it.
-"""
+"""The trust model (issue 8): nothing in a Migration's status grants access, and one driver at a time."""
 
 from __future__ import annotations
 
@@ -116,6 +112,39 @@ def test_a_status_patched_to_restoring_fails_without_touching_any_host(
     assert reason(status) == "StatusTampered"
     assert counter.assert_runs_once_and_continuous() == "node1"
     assert {host: lab.container_names(host) for host in HOSTS} == before
+
+
+def test_a_status_naming_a_bystander_as_the_twin_never_gets_it_removed(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    """Without the check, Preparing fails (no such container on node1) and its cleanup removes
+    whatever status.targetContainerID names on node2: here somebody else's running container."""
+    bystander = unique("bystander")
+    bystander_id = lab.run_container("node2", bystander, "sleep 3600")
+    name = unique("mig-forged-twin")
+    try:
+        operator.kill()
+        try:
+            lab.migration(name, unique("no-such-container"), target="node2")
+            patch_status(
+                lab,
+                name,
+                {
+                    "phase": "Preparing",
+                    "sourceHost": "node1",
+                    "targetHost": "node2",
+                    "targetContainerID": bystander_id,
+                },
+            )
+        finally:
+            operator.start()
+        status = lab.wait_until(name)["status"]
+        assert status["phase"] == "Failed", status
+        assert reason(status) == "StatusTampered"
+        assert f"status.targetContainerID names container {bystander} on node2" in status["message"]
+        assert lab.running("node2", bystander)
+    finally:
+        lab.docker("node2", "rm", "-f", bystander, check=False)
 
 
 def test_a_status_forged_while_the_operator_drives_is_overwritten_by_the_lease_holder(

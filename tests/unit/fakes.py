@@ -21,6 +21,7 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.ssh import CommandResult, SSHError
 from ferry.migration.admission import ActiveMigration
+from ferry.migration.container_config import MIGRATION_LABEL
 from ferry.migration.context import MigrationContext, MigrationRequest
 from ferry.migration.phases import Phase
 from ferry.migration.preflight import Disk, Facts
@@ -29,6 +30,7 @@ from ferry.migration.state import MigrationState, now
 STACK = "7ffd0000"  # the fingerprint: the stack address of the process before the freeze
 GiB = 1 << 30
 IMAGE_ID = "sha256:b0b0"
+UID = "uid-1"  # the Migration's, in context()
 
 
 class FakeEngine:
@@ -56,13 +58,15 @@ class FakeEngine:
         checkpoints: tuple[str, ...] = (),
         ports: tuple[tuple[str, int], ...] = (),
         networks: tuple[str, ...] = ("bridge",),
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """A container of image IMAGE_ID publishing `ports` ((protocol, port)); its inspect data."""
         self.containers[container_id] = {
             "Id": container_id,
-            "Name": f"/{container_id}",
+            "Name": f"/{name or container_id}",
             "Image": IMAGE_ID,
-            "Config": {"Image": "busybox", "Tty": False},
+            "Config": {"Image": "busybox", "Tty": False, "Labels": dict(labels or {})},
             "State": {"Running": running, "Status": "running" if running else "exited", "Pid": 42},
             "HostConfig": {
                 "PortBindings": {f"{port}/{protocol}": [{"HostPort": str(port)}] for protocol, port in ports}
@@ -72,6 +76,14 @@ class FakeEngine:
         }
         self.checkpoints[container_id] = set(checkpoints)
         return self.containers[container_id]
+
+    def add_source(self, *, running: bool, **options: Any) -> dict[str, Any]:
+        """frozen_state()'s source: c-src, named as container_spec() names the container."""
+        return self.add("c-src", running=running, name="web", **options)
+
+    def add_twin(self, *, running: bool, **options: Any) -> dict[str, Any]:
+        """frozen_state()'s twin: c-tgt, named as its source and labelled with the Migration's uid."""
+        return self.add("c-tgt", running=running, name="web", labels={MIGRATION_LABEL: UID}, **options)
 
     def add_image(
         self, image_id: str = IMAGE_ID, *, architecture: str = "amd64", size: int = 5 << 20
@@ -479,7 +491,7 @@ def context(
     coordination: FakeCoordination | None = None,
 ) -> tuple[MigrationContext, FakeSink]:
     sink = FakeSink()
-    request = MigrationRequest(namespace, "move-web", "uid-1", 1, spec)
+    request = MigrationRequest(namespace, "move-web", UID, 1, spec)
     return MigrationContext(request, state, hosts, sink, coordination or FakeCoordination()), sink
 
 
@@ -492,7 +504,7 @@ def frozen_state(phase: Phase, **fields: Any) -> MigrationState:
         "target_host": "node2",
         "source_container_id": "c-src",
         "target_container_id": "c-tgt",
-        "checkpoint_name": "ferry-uid-1",
+        "checkpoint_name": f"ferry-{UID}",
         "fingerprint_pid": 42,
         "fingerprint_stack": STACK,
         "restore_requested": True,

@@ -91,6 +91,8 @@ def test_a_phase_past_pending_without_its_hosts_in_the_status_is_tampering() -> 
 def test_a_tenant_who_patched_the_status_ends_failed_without_any_host_touched(phase: Phase) -> None:
     hosts = FakeHosts(*HOSTS)
     state = frozen_state(phase, source_host="vault")
+    if phase is Phase.PENDING:  # a Pending status naming containers is refused as tampered first
+        state.source_container_id = state.target_container_id = None
     ctx, sink = context(container_spec(source_host=None), state, hosts)
 
     run_migration(ctx)
@@ -99,6 +101,18 @@ def test_a_tenant_who_patched_the_status_ends_failed_without_any_host_touched(ph
     assert state.reason == "NamespaceNotAllowed"
     assert f"stopped in {phase} without touching any host" in state.message
     assert sink.phases == ["Failed"]
+    assert hosts.connected == []
+
+
+def test_a_pending_status_that_names_containers_is_tampering() -> None:
+    hosts = FakeHosts(*HOSTS)
+    ctx, sink = context(container_spec(), frozen_state(Phase.PENDING), hosts)
+
+    run_migration(ctx)
+
+    assert sink.phases == ["Failed"]
+    assert sink.saved[-1]["conditions"][0]["reason"] == "StatusTampered"
+    assert "status.phase is Pending but the status names containers" in ctx.state.message
     assert hosts.connected == []
 
 

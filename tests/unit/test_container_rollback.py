@@ -28,9 +28,9 @@ def migration(
     node1, node2 = hosts.hosts["node1"], hosts.hosts["node2"]
     if source != "gone":
         checkpoints = (CHECKPOINT,) if source == "checkpointed" else ()
-        node1.engine.add("c-src", running=source == "running", checkpoints=checkpoints)
+        node1.engine.add_source(running=source == "running", checkpoints=checkpoints)
     if target != "gone":
-        node2.engine.add("c-tgt", running=target == "running", checkpoints=(CHECKPOINT,))
+        node2.engine.add_twin(running=target == "running", checkpoints=(CHECKPOINT,))
     ctx, _ = context(container_spec(**spec), frozen_state(phase), hosts)
     return ContainerMigration(ctx), node1, node2
 

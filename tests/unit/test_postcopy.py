@@ -126,7 +126,7 @@ def answering(run: Any, answers: dict[tuple[str, ...], str]) -> Any:
 def test_post_copy_without_the_fast_path_on_both_hosts_fails_rather_than_falling_back() -> None:
     hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
     source, target = hosts.hosts["node1"], hosts.hosts["node2"]
-    info = source.engine.add("c-src", running=True)
+    info = source.engine.add_source(running=True)
 
     with pytest.raises(Problem, match=r"without spec\.fastPath: node1, node2") as refused:
         choose_mechanism("web", source, target, info, live=True, post_copy=True)  # type: ignore[arg-type]
@@ -139,7 +139,7 @@ def test_post_copy_with_the_fast_path_is_its_own_mechanism() -> None:
     source, target = hosts.hosts["node1"], hosts.hosts["node2"]
     for host in (source, target):
         host.runc = FakeRunc(host.name, [])  # type: ignore[assignment]
-    info = source.engine.add("c-src", running=True)
+    info = source.engine.add_source(running=True)
 
     assert choose_mechanism("web", source, target, info, live=True, post_copy=True) == "runc-postcopy"  # type: ignore[arg-type]
 
@@ -204,8 +204,8 @@ def mechanism(phase: Phase, *, ran: bool = False, arrived: bool = False) -> tupl
         host.runc = FakeRunc(host.name, calls)  # type: ignore[assignment]
         host.calls = calls
         host.engine.calls = calls
-    hosts.hosts["node1"].engine.add("c-src", running=True)
-    hosts.hosts["node2"].engine.add("c-tgt", running=ran)
+    hosts.hosts["node1"].engine.add_source(running=True)
+    hosts.hosts["node2"].engine.add_twin(running=ran)
     transitions = [(Phase.RESTORING, now())] + ([(Phase.VERIFYING, now())] if ran else [])
     state = frozen_state(
         phase,

@@ -296,8 +296,8 @@ def test_the_bulk_volume_copy_reports_its_bytes_across_volumes_against_their_siz
     hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
     for name in ("node1", "node2"):
         hosts.hosts[name] = VolumeHost(name, hosts.calls, sizes)
-    hosts.hosts["node1"].engine.add("c-src", running=True)["Mounts"] = mounts("a", "b")
-    hosts.hosts["node2"].engine.add("c-tgt", running=False)["Mounts"] = mounts("a", "b")
+    hosts.hosts["node1"].engine.add_source(running=True)["Mounts"] = mounts("a", "b")
+    hosts.hosts["node2"].engine.add_twin(running=False)["Mounts"] = mounts("a", "b")
     ctx, sink = context(container_spec(), frozen_state(Phase.PREPARING), hosts)
     source, target = (cast(DockerHost, hosts.hosts[name]) for name in ("node1", "node2"))
     metrics = Metrics()

@@ -153,7 +153,7 @@ def test_a_verify_failure_after_the_source_was_removed_ends_with_the_target_kept
     """Resumed in Verifying with the source already removed, the target check fails: the rollback
     that follows must keep the running target, not remove it."""
     hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
-    hosts.hosts["node2"].engine.add("c-tgt", running=True)  # node1 has no source container any more
+    hosts.hosts["node2"].engine.add_twin(running=True)  # node1 has no source container any more
     hosts.hosts["node2"].stack = "0000dead"  # the target check fails (a flaky read of its stack)
     ctx, sink = context(container_spec(), frozen_state(Phase.VERIFYING), hosts)
 

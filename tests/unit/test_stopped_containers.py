@@ -35,9 +35,9 @@ def moved_stopped(phase: Phase, *, source: str, target: str) -> tuple[ContainerM
     hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
     node1, node2 = hosts.hosts["node1"], hosts.hosts["node2"]
     if source != "gone":
-        node1.engine.add("c-src", running=False)
+        node1.engine.add_source(running=False)
     if target != "gone":
-        node2.engine.add("c-tgt", running=False)
+        node2.engine.add_twin(running=False)
     state = frozen_state(
         phase, source_was_running=False, fingerprint_pid=None, fingerprint_stack=None, restore_requested=False
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ferry.api import DockerHostSpec, MigrationSpec, ProcessRef, Workload
 from ferry.migration.container import ContainerMigration
 from ferry.migration.phases import Phase
@@ -204,8 +206,9 @@ def test_sshd_is_refused_even_by_the_widest_process_selector() -> None:
 def resumed_hosts(*, privileged: bool = False, **fields: Any) -> FakeHosts:
     """c-src on node1, running (as before a freeze); c-tgt, its twin, on node2, made but not started."""
     hosts = FakeHosts(host_spec("node1", **fields), host_spec("node2", **fields))
-    for host, container in (("node1", "c-src"), ("node2", "c-tgt")):
-        info = hosts.hosts[host].engine.add(container, running=host == "node1", checkpoints=("ferry-uid-1",))
+    source = hosts.hosts["node1"].engine.add_source(running=True, checkpoints=("ferry-uid-1",))
+    twin = hosts.hosts["node2"].engine.add_twin(running=False, checkpoints=("ferry-uid-1",))
+    for info in (source, twin):
         info["HostConfig"]["Privileged"] = privileged
     return hosts
 
@@ -253,15 +256,54 @@ def test_a_status_naming_sshd_and_its_stack_does_not_get_sshd_dumped() -> None:
     assert sink.phases == ["Failed"] and changes(hosts) == []  # a dump would have failed the fake host
 
 
+def test_a_status_naming_a_bystander_as_the_twin_gets_it_neither_started_nor_removed() -> None:
+    hosts = resumed_hosts()
+    bystander = hosts.hosts["node2"].engine.containers["c-tgt"]
+    bystander["Config"]["Labels"] = {}  # somebody else's container, not made by this migration
+
+    state, sink = migrate(hosts, container_spec(), frozen_state(Phase.RESTORING))
+
+    assert (state.phase, state.reason) == (Phase.FAILED, "StatusTampered")
+    assert (
+        "status.targetContainerID names container web on node2, which is not this migration's"
+        in state.message
+    )
+    assert sink.phases == ["Failed"] and changes(hosts) == []
+
+
+@pytest.mark.parametrize("phase", [Phase.PREPARING, Phase.CHECKPOINTING, Phase.VERIFYING, Phase.ROLLING_BACK])
+def test_a_status_naming_another_container_as_the_source_gets_it_neither_frozen_nor_removed(
+    phase: Phase,
+) -> None:
+    hosts = resumed_hosts()
+    hosts.hosts["node1"].engine.containers["c-src"]["Name"] = "/database"
+
+    state, _ = migrate(hosts, container_spec(), frozen_state(phase))
+
+    assert (state.phase, state.reason) == (Phase.FAILED, "StatusTampered")
+    assert "status.sourceContainerID names container database on node1" in state.message
+    assert changes(hosts) == [] and hosts.hosts["node1"].engine.running("c-src")
+
+
+def test_a_failure_in_preparing_removes_only_a_twin_this_migration_made() -> None:
+    hosts = resumed_hosts()
+    hosts.hosts["node2"].engine.containers["c-tgt"]["Config"]["Labels"] = {"ferry.dev/migration": "another"}
+    migration = ContainerMigration(context(container_spec(), frozen_state(Phase.PREPARING), hosts)[0])
+
+    migration.target_cleanup()
+
+    assert "c-tgt" in hosts.hosts["node2"].engine.containers
+
+
 def test_a_run_resumed_past_preparing_judges_the_containers_it_would_act_on() -> None:
     """A legitimate resume (an operator restarted mid-migration) is judged the same way, and goes on."""
     hosts = resumed_hosts(workloads=(MOVABLE,))
     for host, container in (("node1", "c-src"), ("node2", "c-tgt")):
-        hosts.hosts[host].engine.containers[container]["Config"]["Labels"] = {"ferry.dev/movable": "true"}
+        hosts.hosts[host].engine.containers[container]["Config"]["Labels"]["ferry.dev/movable"] = "true"
     ctx, _ = context(container_spec(), frozen_state(Phase.TRANSFERRING), hosts)
 
     assert ContainerMigration(ctx).workload_problem() is None
-    hosts.hosts["node2"].engine.containers["c-tgt"]["Config"]["Labels"] = {}
+    del hosts.hosts["node2"].engine.containers["c-tgt"]["Config"]["Labels"]["ferry.dev/movable"]
     problem = ContainerMigration(ctx).workload_problem()
     assert problem is not None and problem.reason == "WorkloadNotAllowed"
 

@@ -133,13 +133,33 @@ class ContainerMigration(MigrationSteps):
             raise problem
 
     def workload_problem(self) -> Problem | None:
-        """The rules, on the containers named in the status: the source, and the twin if it exists."""
-        named = ((self.source, self.state.source_container_id), (self.target, self.state.target_container_id))
-        for host, container_id in named:
+        """The containers the status names, where they exist: each must be this migration's (the
+        source the container the spec names, the twin labelled with this Migration's uid), since a
+        patched status must not get another container frozen, started or removed; and the rules
+        must allow them."""
+        named = (
+            (self.source, self.state.source_container_id, "sourceContainerID", self._is_the_source),
+            (self.target, self.state.target_container_id, "targetContainerID", self._is_the_twin),
+        )
+        for host, container_id, field, belongs in named:
             info = host.engine.find_container(container_id) if container_id is not None else None
-            if info is not None and (problem := self._rules_problem(info)) is not None:
+            if info is None:
+                continue
+            if not belongs(info):
+                return Problem(
+                    "StatusTampered",
+                    f"status.{field} names container {info['Name'].lstrip('/')} on {host.name}, "
+                    "which is not this migration's",
+                )
+            if (problem := self._rules_problem(info)) is not None:
                 return problem
         return None
+
+    def _is_the_source(self, info: dict[str, Any]) -> bool:
+        return info["Name"].lstrip("/") == self.container or str(info["Id"]).startswith(self.container)
+
+    def _is_the_twin(self, info: dict[str, Any]) -> bool:
+        return (info["Config"].get("Labels") or {}).get(MIGRATION_LABEL) == self.ctx.request.uid
 
     def _rules_problem(self, info: dict[str, Any]) -> Problem | None:
         hosts = self.host_specs()
@@ -323,8 +343,15 @@ class ContainerMigration(MigrationSteps):
         self.files.remove_target_volumes()
 
     def _remove_target_container(self) -> None:
-        if self.state.target_container_id is not None:
-            self.target.engine.remove_container(self.state.target_container_id, volumes=True)
+        """Only a container this migration made: whatever else the status names stays."""
+        target_id = self.state.target_container_id
+        info = self.target.engine.find_container(target_id) if target_id is not None else None
+        if info is None:
+            return
+        if not self._is_the_twin(info):
+            log.warning("not removing %s on %s: not made by this migration", target_id, self.target.name)
+            return
+        self.target.engine.remove_container(info["Id"], volumes=True)
 
     def _why_the_source_cannot_come_back(self, source_id: str) -> str | None:
         info = self.source.engine.find_container(source_id)
@@ -374,6 +401,8 @@ class ContainerMigration(MigrationSteps):
         """The source cannot come back: the target is the only copy. Kept if it runs; waited for if not."""
         target_id = self.state.target_container_id
         info = self.target.engine.find_container(target_id) if target_id is not None else None
+        if info is not None and not self._is_the_twin(info):
+            info = None
         if info is None or not (info["State"]["Running"] or self.state.source_was_running is False):
             raise Problem(
                 "NowhereToRun",

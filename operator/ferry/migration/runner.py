@@ -43,7 +43,7 @@ def run_migration(ctx: MigrationContext) -> None:
         return
     migration = migration_for(ctx)
     try:
-        recheck = state.phase.is_frozen  # a run that starts past Preparing did not see its checks
+        recheck = state.phase is not Phase.PENDING  # it acts on what the status names: judged first
         while not state.phase.is_terminal:
             run_phase(ctx, migration, recheck=recheck)
             recheck = False
@@ -54,7 +54,8 @@ def run_migration(ctx: MigrationContext) -> None:
 def run_phase(ctx: MigrationContext, migration: MigrationSteps, *, recheck: bool = False) -> None:
     """Runs the step of the current phase, then enters the phase the table (or the step) says.
     With `recheck`, the workload is judged first, as Preparing judges it (a status can be patched
-    past Preparing): a workload that may not move ends the Migration without touching any host."""
+    past Preparing, or to name other containers): a workload that may not move, or is not this
+    migration's, ends the Migration without touching any host."""
     state = ctx.state
     phase = state.phase
     rule = phase.rule
@@ -176,6 +177,8 @@ def authorization_problem(
 def _status_contradiction(spec: MigrationSpec, state: MigrationState) -> str | None:
     if state.phase is not Phase.PENDING and (state.source_host is None or state.target_host is None):
         return f"status.phase is {state.phase} but the status does not name both hosts"
+    if state.phase is Phase.PENDING and (state.source_container_id or state.target_container_id):
+        return "status.phase is Pending but the status names containers, which only Preparing finds"
     if state.target_host is not None and state.target_host != spec.target_host:
         return f"status.targetHost '{state.target_host}' is not spec.targetHost '{spec.target_host}'"
     if spec.source_host is not None and state.source_host not in (None, spec.source_host):

@@ -45,9 +45,9 @@ class MigrationSteps(ABC):
 
     @abstractmethod
     def workload_problem(self) -> Problem | None:
-        """Why the workload this run would act on may not move (ferry.migration.workload_rules), if
-        it may not: Preparing's decision, made again when a run starts past it, since a status can
-        be patched to skip Preparing. Reads only."""
+        """Why the workload this run would act on may not move (ferry.migration.workload_rules), or
+        is not this migration's, if so: Preparing's decision, made again when a run starts past
+        Pending, since a status can be patched to skip Preparing or to name other containers. Reads only."""
 
     @abstractmethod
     def prepare(self) -> Outcome | None:
