@@ -234,6 +234,19 @@ class Lab:
         finally:
             self.patch_host(host, {"fastPath": fast_path})
 
+    @contextmanager
+    def shared_directory(self, directory: Path) -> Iterator[None]:
+        """Both DockerHosts name `directory` as their spec.sharedDirectory for the duration (the lab's
+        hosts see one filesystem: as a directory every host mounts)."""
+        for host in HOSTS:
+            self.patch_host(host, {"sharedDirectory": str(directory)})
+        try:
+            yield
+        finally:
+            removed = json.dumps([{"op": "remove", "path": "/spec/sharedDirectory"}])
+            for host in HOSTS:
+                self.kubectl("patch", "dockerhost", host, "--type", "json", "-p", removed)
+
     def network_namespace(self, host: str) -> str:
         """The lab host's network namespace, as /proc/PID/ns/net names it."""
         return self.lab("exec", host, "readlink", "/proc/self/ns/net").stdout.strip()

@@ -61,3 +61,27 @@ def test_a_volume_directory_swapped_for_a_link_before_the_freeze_deletes_nothing
         for host in ("node1", "node2"):
             lab.docker(host, "rm", "-f", counter.name, check=False)
             lab.docker(host, "volume", "rm", "-f", volume, check=False)
+
+
+def test_a_staging_directory_swapped_for_a_link_rolls_back_and_writes_nothing_through_it(
+    lab: Lab, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Whoever else may write to the shared directory swaps the migration's staging directory for a
+    link to a private directory of theirs before the freeze: the source refuses to write there."""
+    shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
+    shared.mkdir()
+    elsewhere.mkdir(mode=0o700)
+    with lab.shared_directory(shared):
+        counter, name = Counter(lab, prefix="staged"), unique("mig-staging")
+        lab.migration(
+            name, counter.name, target="node2", transfer="SharedDirectory", pauses="Checkpointing=4"
+        )
+        lab.wait_for_phase(name, "Checkpointing")
+        staging = shared / f"ferry-{lab.get_migration(name)['metadata']['uid']}"
+        staging.rmdir()
+        staging.symlink_to(elsewhere)
+        status = lab.wait_until(name)["status"]
+    assert status["phase"] == "RolledBack", status
+    assert "refusing the staging directory" in status["message"]
+    assert list(elsewhere.iterdir()) == []
+    assert counter.assert_runs_once_and_continuous() == "node1"

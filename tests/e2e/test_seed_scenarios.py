@@ -147,25 +147,12 @@ def test_missing_bind_mount_source_on_target_fails_before_the_freeze(
 def test_shared_directory_transfer_moves_the_checkpoint_without_streaming(
     lab: Lab, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    shared = tmp_path / "shared"  # both lab hosts see one filesystem: a directory every host mounts
+    shared = tmp_path / "shared"
     shared.mkdir()
-    for host in ("node1", "node2"):
-        lab.patch_host(host, {"sharedDirectory": str(shared)})
-    try:
+    with lab.shared_directory(shared):
         counter, name = Counter(lab), unique("mig-shared")
         lab.migration(name, counter.name, target="node2", transfer="SharedDirectory")
         status = lab.wait_until(name)["status"]
-    finally:
-        for host in ("node1", "node2"):
-            lab.kubectl(
-                "patch",
-                "dockerhost",
-                host,
-                "--type",
-                "json",
-                "-p",
-                '[{"op":"remove","path":"/spec/sharedDirectory"}]',
-            )
     assert status["phase"] == "Succeeded", status
     assert status["transfer"] == "SharedDirectory"
     assert status["metrics"]["checkpointBytes"] > 0

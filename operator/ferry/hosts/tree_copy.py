@@ -12,7 +12,6 @@ unquoted.
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from dataclasses import dataclass
 
 from ferry.hosts.peer_stream import PeerEndpoint, PeerStream
@@ -62,6 +61,40 @@ UNPACK_CHANGES = (
     'head -c "$size" > "$gone"; [ "$(wc -c < "$gone")" = "$size" ] || '
     '{ echo "ferry: the list of deletions was cut short" >&2; exit 1; }; '
     'xargs -0 -r rm -rf -- < "$gone"; "$@"'
+)
+
+
+# A staging directory in a shared directory (which others may write to) is ferry's own: made afresh
+# (a link planted at its path is removed, not followed), 0700, owned by the user ferry logs in as.
+# Each script that uses it first enters it and checks that it is that directory, then works in it by
+# relative paths, so that swapping its path for a link afterwards changes nothing.
+MAKE_STAGING = 'rm -rf -- "$1" && mkdir -m 0700 -- "$1"'
+ENTER_STAGING = r"""set -e
+staging=$1
+refuse() { echo "ferry: refusing the staging directory $staging: $1" >&2; exit 1; }
+[ -d "$staging" ] && [ ! -L "$staging" ] || refuse "it is not a directory (a link?)"
+expected="$(cd -P -- "${staging%/*}" && pwd -P)/${staging##*/}"
+cd -P -- "$staging"
+[ "$(pwd -P)" = "$expected" ] || refuse "it leads to $(pwd -P)"
+[ "$(stat -c %u:%a .)" = "$(id -u):700" ] || refuse "it is not private to $(id -un) (mode 0700)"
+"""
+# Writes the archive of a directory into the staging directory; prints its sha256.
+STAGE = (
+    ENTER_STAGING
+    + r"""name=$2; shift 2
+"$@" > "$name.tar"
+sha256sum < "$name.tar" | cut -d " " -f 1
+"""
+)
+# Unpacks an archive from the staging directory once its sha256 is the one the source printed.
+UNSTAGE = (
+    ENTER_STAGING
+    + r"""name=$2 sum=$3; shift 3
+[ -f "$name.tar" ] && [ ! -L "$name.tar" ] || refuse "$name.tar is not a plain file"
+echo "$sum  $name.tar" | sha256sum -c --status \
+  || refuse "$name.tar is not what the source wrote (its sha256 differs)"
+exec "$@" < "$name.tar"
+"""
 )
 
 
@@ -146,10 +179,16 @@ class TreeCopy:
             final_commands(source_dir, target_dir, baseline), source_dir, target, armed=True, tag=tag
         )
 
-    def copy_local(self, source_dir: str, target_dir: str, *, fresh: bool) -> None:
-        """Copies a directory's content into another directory of the same host (or a shared mount)."""
-        pack, unpack = shlex.join(_pack(source_dir)), shlex.join(_unpack(target_dir, fresh=fresh))
-        self.ssh.run(["sh", "-c", f"{pack} | {unpack}"], timeout=900)
+    def make_staging(self, staging: str) -> None:
+        self.ssh.run(staging_commands(staging))
+
+    def stage(self, source_dir: str, staging: str, name: str) -> str:
+        """Archives a directory into `staging`/`name`.tar; returns the archive's sha256."""
+        return self.ssh.run(stage_commands(source_dir, staging, name), timeout=900).text.strip()
+
+    def unstage(self, staging: str, name: str, sha256: str, target_dir: str, *, fresh: bool) -> None:
+        """Unpacks `staging`/`name`.tar into a directory, if it is what `stage` wrote."""
+        self.ssh.run(unstage_commands(staging, name, sha256, target_dir, fresh=fresh), timeout=900)
 
     def has_lz4(self) -> bool:
         """Direct streams may go through lz4 when both hosts have it (when a sample compresses)."""
@@ -199,6 +238,18 @@ def final_commands(source_dir: str, target_dir: str, baseline: Baseline | None) 
         ["sh", "-c", PACK_CHANGES, "ferry-pack-changes", source_dir, since, baseline.listing, *TAR_OPTIONS],
         ["sh", "-c", UNPACK_CHANGES, "ferry-unpack-changes", target_dir, *_untar(target_dir)],
     )
+
+
+def staging_commands(staging: str) -> list[str]:
+    return ["sh", "-c", MAKE_STAGING, "ferry-staging", staging]
+
+
+def stage_commands(source_dir: str, staging: str, name: str) -> list[str]:
+    return ["sh", "-c", STAGE, "ferry-stage", staging, name, *_pack(source_dir)]
+
+
+def unstage_commands(staging: str, name: str, sha256: str, target_dir: str, *, fresh: bool) -> list[str]:
+    return ["sh", "-c", UNSTAGE, "ferry-unstage", staging, name, sha256, *_unpack(target_dir, fresh=fresh)]
 
 
 def _pack(directory: str, *options: str) -> list[str]:

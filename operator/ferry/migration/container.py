@@ -322,6 +322,10 @@ class ContainerMigration(MigrationSteps):
         not_done += self.attempt(
             f"removing the volumes copied to {self.target.name}", self.files.remove_target_volumes
         )
+        if self.files.shared:  # it holds the workload's memory
+            not_done += self.attempt(
+                f"removing the staging directory on {self.source.name}", self.files.remove_staging
+            )
         for what, step in self.checkpoints.after_rollback():
             not_done += self.attempt(what, step)
         not_done += self.attempt("removing the fast path's files", self.checkpoints.remove_files)
@@ -337,10 +341,12 @@ class ContainerMigration(MigrationSteps):
             log.warning("leaving the never-started container on %s: %s", self.state.target_host, error)
 
     def target_cleanup(self) -> None:
-        """Removes what this migration made on the target: the container (its checkpoint and
-        anonymous volumes with it), then the named volumes made for it."""
+        """Removes what this migration made for the target: the container (its checkpoint and
+        anonymous volumes with it), the named volumes made for it, and a staging directory."""
         self._remove_target_container()
         self.files.remove_target_volumes()
+        if self.files.shared:
+            self.files.remove_staging()
 
     def _remove_target_container(self) -> None:
         """Only a container this migration made: whatever else the status names stays."""

@@ -142,6 +142,8 @@ class ContainerFiles:
         """Starts the copies of the freeze (checkpoint, writable layer, what changed in volumes),
         held until fired."""
         self._relays = self._armed_relays()
+        if self.shared:
+            self.source.trees.make_staging(self._staging()[0])
 
     def _volumes(self) -> list[VolumeCopy]:
         if self._volume_copies is None:
@@ -181,8 +183,9 @@ class ContainerFiles:
     def transfer(self, metrics: Metrics) -> int:
         """Fires the armed copies (arming them first after a restart) and counts what each moved;
         returns the bytes moved in all."""
-        relays = self._relays or self._armed_relays()
-        self._relays = None
+        if self._relays is None:
+            self.arm()
+        relays, self._relays = self._relays or {}, None
         with ThreadPoolExecutor(max_workers=4) as pool:
             moved = {kind: pool.submit(relay.fire) for kind, relay in relays.items()}
             total = self._transfer_through_shared_directory(metrics) if self.shared else 0
@@ -197,39 +200,38 @@ class ContainerFiles:
         return total
 
     def _transfer_through_shared_directory(self, metrics: Metrics) -> int:
-        """The source writes the checkpoint and writable layer into the shared directory; the target
-        reads them from there: no byte crosses the operator. Returns their size."""
-        paths, (source_shared, target_shared) = self.paths(), self._shared_directories()
-        staging = f"ferry-{self.uid}"
+        """The source archives the checkpoint and writable layer into its staging directory in the
+        shared directory; the target unpacks them from there once their sha256 is what the source
+        wrote: no byte crosses the operator. Returns their size."""
+        paths, (source_staging, target_staging) = self.paths(), self._staging()
         copies = (
             ("checkpoint", paths.source_checkpoint, paths.target_checkpoint, True),
             ("rootfs", paths.source_upper, paths.target_upper, False),
         )
         with ThreadPoolExecutor(max_workers=2) as pool:
+            sums = list(pool.map(lambda c: self.source.trees.stage(c[1], source_staging, c[0]), copies))
             list(
                 pool.map(
-                    lambda c: self.source.trees.copy_local(
-                        c[1], f"{source_shared}/{staging}/{c[0]}", fresh=True
+                    lambda c, sha256: self.target.trees.unstage(
+                        target_staging, c[0], sha256, c[2], fresh=c[3]
                     ),
                     copies,
+                    sums,
                 )
             )
-            list(
-                pool.map(
-                    lambda c: self.target.trees.copy_local(
-                        f"{target_shared}/{staging}/{c[0]}", c[2], fresh=c[3]
-                    ),
-                    copies,
-                )
-            )
-        metrics.checkpoint_bytes = self.source.files.directory_bytes(f"{source_shared}/{staging}/checkpoint")
-        metrics.rootfs_bytes = self.source.files.directory_bytes(f"{source_shared}/{staging}/rootfs")
+        metrics.checkpoint_bytes = self.source.files.directory_bytes(paths.source_checkpoint)
+        metrics.rootfs_bytes = self.source.files.directory_bytes(paths.source_upper)
         return metrics.checkpoint_bytes + metrics.rootfs_bytes
+
+    def _staging(self) -> tuple[str, str]:
+        """This migration's staging directory, as the source and as the target see it."""
+        source_shared, target_shared = self._shared_directories()
+        return f"{source_shared}/ferry-{self.uid}", f"{target_shared}/ferry-{self.uid}"
 
     # -- after
 
     def remove_staging(self) -> None:
-        self.source.files.remove_tree(f"{self._shared_directories()[0]}/ferry-{self.uid}")
+        self.source.files.remove_tree(self._staging()[0])
 
     def release(self) -> None:
         """Closes streams armed for a transfer that will not happen."""

@@ -115,7 +115,7 @@ def fail(ctx: MigrationContext, migration: MigrationSteps, problem: Problem) -> 
     if state.target_container_id is not None:
         try:
             migration.target_cleanup()
-        except HostError as error:
+        except (HostError, Problem) as error:
             log.warning("could not clean up the target: %s", error)
     ctx.advance(Phase.FAILED, problem.message, reason=problem.reason)
 
