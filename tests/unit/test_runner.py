@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 
+from ferry.hosts import host_calls
 from ferry.hosts.ssh import SSHError
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext
@@ -234,3 +235,46 @@ def test_a_failure_in_a_frozen_phase_leads_to_the_rollback_and_the_rollback_neve
         if rule.frozen and phase is not Phase.ROLLING_BACK:
             assert rule.on_failure is Phase.ROLLING_BACK
     assert Phase.FAILED not in TRANSITIONS[Phase.ROLLING_BACK]
+
+
+# -- what the freeze window holds, counted
+
+
+class CallingSteps(ScriptedSteps):
+    """Each step makes `calls[step]` host calls, half of them from a pool's threads."""
+
+    def __init__(self, ctx: MigrationContext, calls: dict[str, int]) -> None:
+        super().__init__(ctx)
+        self.host_calls = calls
+
+    def _step(self, name: str) -> Outcome | None:
+        count = self.host_calls.get(name, 0)
+        with host_calls.ContextExecutor(max_workers=2) as pool:
+            list(pool.map(lambda _: host_calls.completed("node1", "ssh", ["true"]), range(count // 2)))
+        for _ in range(count - count // 2):
+            host_calls.completed("node2", "docker", ["POST", "/x"])
+        return super()._step(name)
+
+
+def test_host_calls_and_status_writes_are_counted_from_the_freeze_until_the_workload_runs_again() -> None:
+    steps, sink = scripted(MigrationState())
+    counting = CallingSteps(
+        steps.ctx, {"prepare": 9, "checkpoint": 2, "transfer": 3, "restore": 1, "verify": 7}
+    )
+
+    run_until_it_ends(counting)
+
+    metrics = counting.state.metrics
+    assert metrics.freeze_host_calls == 2 + 3 + 1
+    assert metrics.freeze_status_writes == 3  # entering Checkpointing, Transferring and Restoring
+    assert sink.saved[-1]["metrics"]["freezeHostCalls"] == 6
+
+
+def test_a_migration_that_never_froze_reports_no_freeze_counts() -> None:
+    steps, _ = scripted(MigrationState())
+    steps.returns["prepare"] = Outcome(ending=Phase.SUCCEEDED)  # a dry run
+
+    run_until_it_ends(steps)
+
+    assert steps.state.metrics.freeze_host_calls is None
+    assert steps.state.metrics.freeze_status_writes is None

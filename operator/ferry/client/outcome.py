@@ -35,7 +35,8 @@ def exit_code(phase: Phase) -> ExitCode:
 
 
 def freeze_window(metrics: Metrics) -> str | None:
-    """'1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s)': the downtime and its parts."""
+    """'1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s; 6 host calls, 3 status writes)': the
+    downtime, its parts, and what was done inside it."""
     if metrics.downtime_ms is None:
         return None
     parts = {
@@ -44,8 +45,13 @@ def freeze_window(metrics: Metrics) -> str | None:
         "restore": metrics.restore_ms,
     }
     split = ", ".join(f"{part} {format_duration(ms)}" for part, ms in parts.items() if ms is not None)
+    counts = {"host calls": metrics.freeze_host_calls, "status writes": metrics.freeze_status_writes}
+    inside = ", ".join(f"{count} {what}" for what, count in counts.items() if count is not None)
+    details = "; ".join(part for part in (split, inside) if part)
     return (
-        f"{format_duration(metrics.downtime_ms)} ({split})" if split else format_duration(metrics.downtime_ms)
+        f"{format_duration(metrics.downtime_ms)} ({details})"
+        if details
+        else format_duration(metrics.downtime_ms)
     )
 
 

@@ -1,21 +1,28 @@
-"""A test hook: the operator dies at once, as if killed, right after its Nth call to a host, so that
-tests can crash it between any two host calls and not only at phase boundaries.
-
-Every host call is told here once it completes (the host answered, whatever it answered): a command
+"""Every host call is told here once it completes (the host answered, whatever it answered): a command
 run over SSH or in a kept shell, a channel started, an armed command or stream that ran to its end,
-a Docker Engine request. Set only by `ferry run --test-hooks --test-crash-after-host-calls N`; then
-each call is logged with its number. Unset, nothing is counted or logged.
+a Docker Engine request.
+
+Two things count them:
+- a `Tally`, made current for a piece of work (`tallied`): the calls made in it, including by the
+  tasks it hands to a `ContextExecutor`; a migration tallies the calls inside its freeze window;
+- a test hook: the operator dies at once, as if killed, right after its Nth call to a host, so that
+  tests can crash it between any two host calls and not only at phase boundaries. Set only by
+  `ferry run --test-hooks --test-crash-after-host-calls N`; then each call is logged with its
+  number. Unset, nothing is counted for it or logged.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import shlex
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +52,47 @@ class HostCalls:
 HOST_CALLS = HostCalls()
 
 
+@dataclass
+class Tally:
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+
+_CURRENT_TALLY: contextvars.ContextVar[Tally | None] = contextvars.ContextVar("ferry_tally", default=None)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@contextmanager
+def tallied() -> Iterator[Tally]:
+    """Counts the host calls made in the block (and in the tasks it gives a ContextExecutor)."""
+    tally = Tally()
+    token = _CURRENT_TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _CURRENT_TALLY.reset(token)
+
+
+class ContextExecutor(ThreadPoolExecutor):
+    """A thread pool whose tasks run in a copy of the submitter's context, as asyncio's tasks do:
+    their host calls count in the submitter's tally."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        context = contextvars.copy_context()
+        return super().submit(context.run, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+
 def completed(host: str, kind: str, argv: Sequence[str]) -> None:
-    """Tells the hook that a call of `kind` (`argv`: the command, or a request's method and path)
-    to `host` completed."""
+    """Tells the current tally and the hook that a call of `kind` (`argv`: the command, or a
+    request's method and path) to `host` completed."""
+    tally = _CURRENT_TALLY.get()
+    if tally is not None:
+        tally.add()
     HOST_CALLS.completed(host, kind, argv)
 
 

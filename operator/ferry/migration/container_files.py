@@ -8,12 +8,12 @@ before it, so that the freeze pays only for the bytes.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ferry.api import Transfer
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.host_calls import ContextExecutor
 from ferry.hosts.runc import WORK_ROOT
 from ferry.hosts.streams import Stream
 from ferry.hosts.tree_copy import Baseline
@@ -186,7 +186,7 @@ class ContainerFiles:
         if self._relays is None:
             self.arm()
         relays, self._relays = self._relays or {}, None
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ContextExecutor(max_workers=4) as pool:
             moved = {kind: pool.submit(relay.fire) for kind, relay in relays.items()}
             total = self._transfer_through_shared_directory(metrics) if self.shared else 0
             for kind, future in moved.items():
@@ -208,7 +208,7 @@ class ContainerFiles:
             ("checkpoint", paths.source_checkpoint, paths.target_checkpoint, True),
             ("rootfs", paths.source_upper, paths.target_upper, False),
         )
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ContextExecutor(max_workers=2) as pool:
             sums = list(pool.map(lambda c: self.source.trees.stage(c[1], source_staging, c[0]), copies))
             list(
                 pool.map(

@@ -90,6 +90,8 @@ class MigrationContext:
 
     def save(self) -> None:
         self.ensure_in_charge()
+        if self.state.down:
+            self.state.metrics.count_in_freeze(status_writes=1)
         self.sink.save(self.state, self.request.generation)
 
     def advance(self, phase: Phase, message: str = "", reason: str = "") -> None:

@@ -12,6 +12,7 @@ import logging
 import time
 
 from ferry.api import MigrationSpec, SpecError
+from ferry.hosts import host_calls
 from ferry.migration import pending
 from ferry.migration.container import ContainerMigration
 from ferry.migration.context import HostDirectory, MigrationContext
@@ -64,14 +65,19 @@ def run_phase(ctx: MigrationContext, migration: MigrationSteps, *, recheck: bool
     if pause := ctx.request.pauses.get(phase):
         time.sleep(pause)
     ctx.ensure_in_charge()  # a driver that could not renew its lease stops before the next step
-    started = now()
+    started, down = now(), state.down
     try:
         if recheck and (refusal := migration.workload_problem()) is not None:
             refuse(ctx, refusal)
             return
         check_deadline(ctx)
         check_cancelled(ctx)
-        outcome = getattr(migration, rule.step)() or Outcome()
+        with host_calls.tallied() as tally:
+            try:
+                outcome = getattr(migration, rule.step)() or Outcome()
+            finally:
+                if down:
+                    state.metrics.count_in_freeze(host_calls=tally.calls)
     except PASSED_THROUGH:
         raise
     except Exception as error:

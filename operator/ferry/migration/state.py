@@ -108,6 +108,12 @@ class Metrics(StatusPart):
     total_ms: int | None = None
     post_copy_ms: int | None = None  # restore end -> last page (spec.postCopy)
     lazy_pages: int | None = None  # pages pulled after the restore (spec.postCopy)
+    freeze_host_calls: int | None = None  # host calls made while the workload was down
+    freeze_status_writes: int | None = None  # status writes made while the workload was down
+
+    def count_in_freeze(self, *, host_calls: int = 0, status_writes: int = 0) -> None:
+        self.freeze_host_calls = (self.freeze_host_calls or 0) + host_calls
+        self.freeze_status_writes = (self.freeze_status_writes or 0) + status_writes
 
 
 class ConnectionHold(StatusPart):
@@ -197,6 +203,11 @@ class MigrationState(StatusPart):
         """A new Migration, just seen by the operator: Pending from now on, saying what comes next."""
         self._entered(Phase.PENDING, message, "")
         self.start_time = self.transitions[-1][1]
+
+    @property
+    def down(self) -> bool:
+        """The freeze window is open: from the freeze until the workload runs again (on either host)."""
+        return self.frozen_at is not None and self.metrics.downtime_ms is None
 
     def enter(self, phase: Phase, message: str = "", reason: str = "") -> None:
         if phase not in TRANSITIONS[self.phase]:
