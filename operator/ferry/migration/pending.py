@@ -17,6 +17,7 @@ QUEUE_POLL_SECONDS = 1.0
 
 
 def note_the_start(ctx: MigrationContext) -> None:
+    """When it began and what it moves, as the spec says (whatever a status says)."""
     ctx.state.start_time = ctx.state.start_time or now()
     ctx.state.workload = ctx.request.spec.workload.describe()
 

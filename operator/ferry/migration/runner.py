@@ -196,8 +196,7 @@ def refuse(ctx: MigrationContext, problem: Problem) -> None:
     """Ends the Migration Failed, from whatever phase its status claims, without touching any host."""
     state = ctx.state
     log.warning("%s/%s refused: %s", ctx.request.namespace, ctx.request.name, problem.message)
-    state.start_time = state.start_time or now()
-    state.workload = state.workload or ctx.request.spec.workload.describe()
+    pending.note_the_start(ctx)
     state.abandon(f"{problem.message}; stopped in {state.phase} without touching any host", problem.reason)
     ctx.save()
 
