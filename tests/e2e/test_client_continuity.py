@@ -4,13 +4,35 @@ again, on the target after a migration, on the source after a rollback."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from typing import Any
 
-from tests.e2e.lab import Client, Lab, OperatorProcess, start_web, unique, wait_for
+from tests.e2e.lab import LAB_SCRIPT, Client, Lab, OperatorProcess, start_web, unique, wait_for
 from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
 
 PATIENCE = 15.0  # how long one request waits for its answer: a hold makes requests late, not lost
+# A client run on a lab host itself: asks the URL every 10 ms until told to stop (a line on stdin),
+# then prints how many answers were the page, and what went wrong otherwise.
+LOCAL_CLIENT = r"""
+import json, sys, threading, time, urllib.request
+url, page, patience = sys.argv[1], sys.argv[2], float(sys.argv[3])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+stop, good, bad = threading.Event(), [0], []
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+while not stop.is_set():
+    try:
+        body = opener.open(url, timeout=patience).read().decode()
+        if page in body:
+            good[0] += 1
+        else:
+            bad.append("wrong page")
+    except Exception as error:
+        bad.append(repr(error))
+    time.sleep(0.01)
+print(json.dumps({"good": good[0], "bad": bad}))
+"""
 
 
 def serve_and_ask(lab: Lab) -> tuple[str, str, Client]:
@@ -70,3 +92,42 @@ def test_no_request_fails_across_a_rollback(lab: Lab, operator: OperatorProcess)
     uid = lab.get_migration(name)["metadata"]["uid"]
     rules = lab.lab("exec", "node1", "iptables-save").stdout
     assert f"ferry:{uid}" not in rules and f"ferry-hold:{uid}" not in rules  # no forward, no hold left
+
+
+def test_clients_on_the_source_host_asking_localhost_follow_the_service(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    """docker-proxy answers 127.0.0.1 before the move; after it, ferry's forward needs route_localnet
+    (on only while ferry forwards from the host, behind a guard rule)."""
+    container, port, page = start_web(lab)
+    localnet = "net.ipv4.conf.all.route_localnet"
+    before = lab.lab("exec", "node1", "sysctl", "-n", localnet).stdout.strip()
+    client = subprocess.Popen(
+        [
+            LAB_SCRIPT,
+            "exec",
+            "node1",
+            "python3",
+            "-c",
+            LOCAL_CLIENT,
+            f"http://127.0.0.1:{port}/",
+            page,
+            str(PATIENCE),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    name = unique("mig-localhost")
+    try:
+        time.sleep(1.0)
+        lab.migration(name, container, target="node2", redirect=True)
+        status = lab.wait_until(name)["status"]
+        time.sleep(2.0)  # asked on after the end, through the forward
+    finally:
+        answers = json.loads(client.communicate("stop\n", timeout=60)[0])
+    assert status["phase"] == "Succeeded", status
+    assert answers["bad"] == [] and answers["good"] > 100, answers
+    assert lab.lab("exec", "node1", "sysctl", "-n", localnet).stdout.strip() == "1"
+    lab.delete_migration(name)  # its forwards go, and route_localnet gets its former value back
+    assert lab.lab("exec", "node1", "sysctl", "-n", localnet).stdout.strip() == before

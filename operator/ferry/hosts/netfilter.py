@@ -1,5 +1,12 @@
 """Port forwarding on one host by the kernel's NAT (iptables): connections to ports of this host go on
-to another host. Every rule carries a tag (an iptables comment), by which it is found and removed."""
+to another host. Every rule carries a tag (an iptables comment), by which it is found and removed.
+
+Clients on the host itself that ask 127.0.0.1 (which docker-proxy served before the move) are sent on
+too: that needs `route_localnet`, which ferry turns on while it forwards anything from the host and
+gives back its former value when the last of its forwards goes. Like kube-proxy, it then drops
+packets from elsewhere addressed to 127.0.0.0/8, which route_localnet would otherwise let in.
+`ip_forward` is turned on and left on (Docker needs it on as well).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,26 @@ import ipaddress
 from collections.abc import Sequence
 
 from ferry.hosts.ssh import Commands
+
+SAVED_ROUTE_LOCALNET = "/var/lib/ferry/route_localnet.saved"  # its value before ferry's first forward
+# The rules (nat and filter) come on stdin; route_localnet goes on once the guard rule is in place.
+FORWARD = r"""set -e
+saved=$1
+sysctl -q -w net.ipv4.ip_forward=1
+iptables-restore --noflush
+if [ ! -e "$saved" ]; then
+    install -d -m 0700 -- "${saved%/*}"
+    sysctl -n net.ipv4.conf.all.route_localnet > "$saved.new"
+    mv -- "$saved.new" "$saved"
+fi
+sysctl -q -w net.ipv4.conf.all.route_localnet=1
+"""
+# Once no forward of ferry's is left on the host, route_localnet gets its former value back.
+GIVE_BACK_ROUTE_LOCALNET = r"""saved=$1
+[ -e "$saved" ] || exit 0
+iptables -t nat -S | grep -qF -- '--comment "ferry:' && exit 0
+sysctl -q -w "net.ipv4.conf.all.route_localnet=$(cat -- "$saved")" && rm -f -- "$saved"
+"""
 
 
 class Netfilter:
@@ -29,11 +56,20 @@ class Netfilter:
                 f"-I FORWARD 1 {match} -d {to} --dport {port} -j ACCEPT",
                 f"-I FORWARD 1 {match} -s {to} --sport {port} -j ACCEPT",
             ]
-        self._commands.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], timeout=30)
-        self.apply({"nat": nat, "filter": forward})
+        guard = (
+            f"-I INPUT 1 -m comment --comment {tag} ! -s 127.0.0.0/8 -d 127.0.0.0/8 "
+            "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+        )
+        rules = restore_text({"nat": nat, "filter": [*forward, guard]})
+        self._commands.run(
+            ["sh", "-c", FORWARD, "ferry-forward", SAVED_ROUTE_LOCALNET], input=rules, timeout=30
+        )
 
     def remove_forwards(self, tag: str) -> None:
         self.remove_tagged(("nat", "filter"), tag)
+        self._commands.run(
+            ["sh", "-c", GIVE_BACK_ROUTE_LOCALNET, "ferry-localnet", SAVED_ROUTE_LOCALNET], timeout=30
+        )
 
     def remove_tagged(self, tables: Sequence[str], tag: str) -> None:
         """Deletes every rule of these tables that carries `tag`."""
