@@ -20,7 +20,8 @@ from ferry.hosts import health
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.runc import FastPathConfig
-from ferry.hosts.ssh import SSHEndpoint, SSHError, SSHSession
+from ferry.hosts.shell import KeptShellSession
+from ferry.hosts.ssh import SSHEndpoint, SSHError
 from ferry.lease import MigrationLease
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext, MigrationRequest
@@ -100,7 +101,7 @@ class HostPool:
                 return cached[1]
             host = DockerHost(
                 name,
-                SSHSession(endpoint),
+                KeptShellSession(endpoint),
                 spec.docker_socket,
                 fast_path=_fast_path(spec),
                 peer=_peer(spec),
