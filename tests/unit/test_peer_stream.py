@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from ferry.hosts.peer_stream import RECEIVE, authorized_line, new_key
+from ferry.hosts.peer_stream import KEYS_DIR, RECEIVE, authorized_line, new_key, remove_private_keys
 from ferry.hosts.tree_copy import Baseline, _unpack, bulk_commands, final_commands
+from tests.unit.test_connection_hold import FakeCommands
 
 UNTIL = datetime(2026, 11, 26, 3, 4, tzinfo=UTC)
 
@@ -50,3 +53,23 @@ def test_new_keys_are_fresh_ed25519_keys_with_the_comment() -> None:
 def test_every_receiving_end_a_key_may_force_fits_on_one_authorized_keys_line(consumer: list[str]) -> None:
     line = authorized_line("k", [*RECEIVE, *consumer], None, UNTIL)
     assert "\n" not in line and "\r" not in line
+
+
+def test_the_keys_of_senders_that_never_started_are_removed_and_no_others(tmp_path: Path) -> None:
+    left = [
+        "ferry-uid-1-aaaa",
+        "ferry-uid-1-aaaa.known",
+        "ferry-uid-1-bbbb.fifo",
+        "ferry-uid-10-cccc",
+        "other",
+    ]
+    for name in left:
+        (tmp_path / name).write_text("key")
+    host = FakeCommands()
+
+    remove_private_keys(host, "uid-1")
+
+    [(argv, _)] = host.calls
+    assert argv[4] == KEYS_DIR
+    subprocess.run([*argv[:4], str(tmp_path), *argv[5:]], check=True)  # the same command, here
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ferry-uid-10-cccc", "other"]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ferry.hosts.ssh import CommandFailed, SSHSession
+from ferry.hosts.ssh import CommandFailed, Commands, SSHSession
 from ferry.hosts.streams import ArmedCommand, Moved, Pipe, TransferFailed
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,12 @@ class PeerStream:
         a remote command, and the key is restricted and expires anyway)."""
         self._sender.close()
         revoke_keys(self.pipe.target, self.peer.authorized_keys, self.comment)
+
+
+def remove_private_keys(source: Commands, tag: str) -> None:
+    """Removes what this tag's streams left in KEYS_DIR on the source: a sender removes its own key
+    when it ends, but one never started (the operator died in between) leaves it there."""
+    source.run(["sh", "-c", 'rm -f -- "$1/ferry-$2-"*', "ferry-unkey", KEYS_DIR, tag], timeout=30)
 
 
 def revoke_keys(target: SSHSession, authorized_keys: str, comment: str) -> None:
