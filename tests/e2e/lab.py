@@ -500,11 +500,15 @@ class OperatorProcess:
         priority: int | None = None,
         options: Sequence[str] = TEST_OPERATOR_OPTIONS,
         metrics_port: int | None = None,
+        cgroup: Path | None = None,
     ) -> None:
+        """`cgroup`: a cgroup v2 directory it runs in from its first instruction, so that every
+        socket it opens carries it (iptables' cgroup match can then cut it off alone)."""
         self.log_path = log_path
         self.priority = priority
         self.options = options
         self.metrics_port = metrics_port
+        self.cgroup = cgroup
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -516,8 +520,16 @@ class OperatorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                argv, env={**os.environ, "KUBECONFIG": str(KUBECONFIG)}, stdout=log, stderr=subprocess.STDOUT
+                argv,
+                env={**os.environ, "KUBECONFIG": str(KUBECONFIG)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=None if self.cgroup is None else self._join_cgroup,
             )
+
+    def _join_cgroup(self) -> None:
+        assert self.cgroup is not None
+        (self.cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
     @property
     def pid(self) -> int:
