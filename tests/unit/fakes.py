@@ -213,7 +213,7 @@ class FakeFiles:
         return self.links.get(path, path if path in self.paths else None)
 
     def directory_bytes(self, path: str) -> int:
-        return self.sizes[path]
+        return self.sizes.get(path, 0)  # a size no test set: an empty directory
 
     def remove_tree(self, path: str) -> None:
         self.calls.append(f"{self.host}:remove_tree:{path}")
@@ -530,6 +530,7 @@ def preflight_facts(**overrides: Any) -> Facts:
         "image_bytes_to_copy": 5 << 20,
         "target_architecture": "amd64",
         "rootfs_bytes": 10 << 20,
+        "volume_bytes": 0,
         "checkpoint_bytes": 100 << 20,
         "source_disk": Disk("/var/lib/docker", 100 * GiB),
         "target_disk": Disk("/var/lib/docker", 100 * GiB),

@@ -102,6 +102,15 @@ def test_too_little_room_on_the_target_names_the_directory_and_what_needs_it() -
     )
 
 
+def test_the_target_needs_room_for_the_volumes_too() -> None:
+    need = with_margin((5 + 10 + 100 + 300) * MiB)
+
+    assert failed(volume_bytes=300 * MiB, target_disk=Disk("/var/lib/docker", need)) == []
+    (check,) = failed(volume_bytes=300 * MiB, target_disk=Disk("/var/lib/docker", need - 1))
+    assert (check.name, check.reason) == ("TargetDiskSpace", "NoDiskSpace")
+    assert "its volumes (300.0 MiB)" in check.message
+
+
 def test_the_source_needs_room_for_the_checkpoint() -> None:
     (check,) = failed(source_disk=Disk("/var/lib/docker", with_margin(100 * MiB) - 1))
 

@@ -14,6 +14,7 @@ from ferry.migration.state import MigrationState
 from tests.unit.fakes import (
     FakeHosts,
     FakeSink,
+    GiB,
     container_spec,
     context,
     host_spec,
@@ -99,6 +100,18 @@ def test_every_volume_there_already_is_named() -> None:
     (failed,) = [check for check in evaluate(facts) if not check.passed]
 
     assert failed.message.startswith("volumes data, logs already exist on node2")
+
+
+def test_the_target_disk_check_counts_what_every_local_volume_holds_on_the_source() -> None:
+    hosts = hosts_with_web()
+    node1, node2 = hosts.hosts["node1"], hosts.hosts["node2"]
+    node1.files.sizes.update({"/v/data/_data": 3 * GiB, f"/v/{ANONYMOUS}/_data": 2 * GiB})
+    node2.disk_available = 4 * GiB
+
+    state, _ = migrate(hosts)
+
+    assert (state.phase, state.reason) == (Phase.FAILED, "NoDiskSpace")
+    assert "its volumes (5.0 GiB)" in state.message
 
 
 def test_a_container_without_named_volumes_has_no_volumes_check() -> None:

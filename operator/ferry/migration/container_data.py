@@ -30,6 +30,11 @@ def local_volumes(source_info: dict[str, Any], target_info: dict[str, Any]) -> l
     return list(copies.values())  # a volume mounted at two places is copied once
 
 
+def local_volume_dirs(info: dict[str, Any]) -> list[str]:
+    """Where the container's local volumes keep their data on its host, each once."""
+    return sorted({m["Source"] for m in _local_volume_mounts(info)})
+
+
 def named_volumes(info: dict[str, Any]) -> list[str]:
     """The local volumes the container mounts by name: the twin mounts their namesakes on the target.
     An anonymous volume (`-v /data`) is named nowhere in the configuration: the twin gets a new one."""

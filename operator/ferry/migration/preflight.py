@@ -22,7 +22,12 @@ from ferry.hosts import facts
 from ferry.hosts.criu import CriuCheck
 from ferry.hosts.docker_host import DockerHost
 from ferry.migration.container_config import BUILTIN_NETWORKS, MIGRATION_LABEL
-from ferry.migration.container_data import named_volumes, published_port_ranges, published_ports
+from ferry.migration.container_data import (
+    local_volume_dirs,
+    named_volumes,
+    published_port_ranges,
+    published_ports,
+)
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.phases import Outcome, Phase
@@ -66,6 +71,7 @@ class Facts:
     image_bytes_to_copy: int | None  # None: the target has the image
     target_architecture: str
     rootfs_bytes: int  # the writable layer
+    volume_bytes: int  # what its local volumes hold: copied into the target's Docker root dir
     checkpoint_bytes: int  # the expected checkpoint: the container's resident memory (0 when Cold)
     source_disk: Disk  # where the checkpoint is written (the Docker root dir)
     target_disk: Disk  # where the image, layer and checkpoint arrive (the Docker root dir)
@@ -133,6 +139,7 @@ def gather(
         image_bytes_to_copy=None if target.engine.has_image(image_id) else image.bytes,
         target_architecture=facts.architecture(target),
         rootfs_bytes=source.engine.writable_layer_bytes(info["Id"]),
+        volume_bytes=sum(source.files.directory_bytes(path) for path in local_volume_dirs(info)),
         checkpoint_bytes=facts.resident_bytes(source, int(info["State"]["Pid"])) if live else 0,
         source_disk=_disk(source),
         target_disk=_disk(target),
@@ -214,6 +221,8 @@ def target_disk_space(f: Facts) -> Check:
     parts = [("its writable layer", f.rootfs_bytes)]
     if f.image_bytes_to_copy is not None:
         parts.insert(0, (f"image {f.image}", f.image_bytes_to_copy))
+    if f.volume_bytes:
+        parts.append(("its volumes", f.volume_bytes))
     if f.live:
         parts.append(("the checkpoint", f.checkpoint_bytes))
     need = with_margin(sum(size for _, size in parts))
