@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tests.e2e.lab import LAB_SCRIPT, Counter, Lab, OperatorProcess, free_port, unique, wait_for
+from tests.e2e.test_faults import fake_criu
 
 CHECKS = [
     "PortsFree",
@@ -78,6 +79,30 @@ def test_a_port_a_host_process_holds_on_the_target_fails_before_the_freeze(
     assert status["phase"] == "Failed", status
     assert condition(status, "Failed")["reason"] == "PortTaken"
     assert f"{port}/tcp is in use on node2 by a process there" in status["message"]
+    assert "Checkpointing" not in phases(status)
+    assert counter.assert_runs_once_and_continuous() == "node1"
+    assert counter.name not in lab.container_names("node2")
+
+
+# node2's CRIU, as on a host whose CPU lacks a feature node1's has (both lab hosts share one CPU).
+CPU_LACKING = """#!/bin/sh
+if [ "$1" = cpuinfo ] && [ "$2" = check ]; then echo "Error (criu/cpu.c): CPU has no avx512f" >&2; exit 1; fi
+exec /usr/local/sbin/criu "$@"
+"""
+
+
+def test_a_target_whose_cpu_criu_finds_lacking_fails_before_the_freeze(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter, name = Counter(lab), unique("mig-cpu")
+    with fake_criu(lab, "node2", CPU_LACKING):
+        lab.migration(name, counter.name, target="node2")
+        status = lab.wait_until(name)["status"]
+
+    assert status["phase"] == "Failed", status
+    assert condition(status, "Failed")["reason"] == "CPUMismatch"
+    assert "the CPU of node2 lacks what the workload may use on node1's" in status["message"]
+    assert "CPU has no avx512f" in status["message"]
     assert "Checkpointing" not in phases(status)
     assert counter.assert_runs_once_and_continuous() == "node1"
     assert counter.name not in lab.container_names("node2")

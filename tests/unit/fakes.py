@@ -273,6 +273,8 @@ class FakeHost:
         self.disk_available = 100 * GiB
         self.memory_available = 8 * GiB
         self.criu_check = (0, "Looks good.")  # exit code, output
+        self.cpu = b"cpu-a"  # what `criu cpuinfo dump` writes here
+        self.runs_cpus = {b"cpu-a"}  # what `criu cpuinfo check` accepts here
         self.procs: dict[int, FakeProcess] = {}  # what /proc shows of plain processes, by PID
         self.users = {0: "root", 1000: "app"}  # /etc/passwd
         self.pid_space = ("fake-boot-id", "pid:[4026531836]")  # boot id, PID namespace
@@ -311,6 +313,15 @@ class FakeHost:
         if command == ["criu", "check"]:
             exit_code, text = self.criu_check
             return CommandResult(exit_code, b"", text.encode())
+        if command[:2] == ["sh", "-c"] and command[3:4] == ["ferry-cpuinfo"]:
+            return CommandResult(0, self.cpu, b"")
+        if command[:2] == ["sh", "-c"] and command[3:4] == ["ferry-cpuinfo-check"]:
+            runs = input in self.runs_cpus
+            return (
+                CommandResult(0, b"", b"")
+                if runs
+                else CommandResult(1, b"", b"Error (criu/cpu.c:235): CPU has no avx512f")
+            )
         if command[:2] == ["sh", "-c"] and command[3:4] == ["ferry-inspect"]:
             process = self.procs.get(int(command[4]))
             return _output(process.inspected(int(command[4]))) if process else CommandResult(3, b"", b"")
@@ -536,6 +547,7 @@ def preflight_facts(**overrides: Any) -> Facts:
         "target_disk": Disk("/var/lib/docker", 100 * GiB),
         "target_memory": 8 * GiB,
         "criu": {"node1": CriuCheck(0, "Looks good."), "node2": CriuCheck(0, "Looks good.")},
+        "cpu": CriuCheck(0, ""),
         "networks": [],
         "target_networks": {"bridge", "host", "none"},
         "volumes": [],

@@ -70,6 +70,7 @@ def test_a_dry_run_reports_a_port_range_among_the_other_checks() -> None:
         "SourceDiskSpace": True,
         "TargetMemory": True,
         "CRIUCheck": True,
+        "CPU": True,
         "Architecture": True,
         "Networks": True,
     }

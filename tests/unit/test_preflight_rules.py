@@ -23,13 +23,16 @@ def test_a_live_move_with_everything_in_place_passes_every_check() -> None:
         ("SourceDiskSpace", True),
         ("TargetMemory", True),
         ("CRIUCheck", True),
+        ("CPU", True),
         ("Architecture", True),
         ("Networks", True),
     ]
 
 
 def test_a_cold_move_has_no_checkpoint_checks() -> None:
-    names = [check.name for check in evaluate(preflight_facts(live=False, checkpoint_bytes=0, criu={}))]
+    names = [
+        check.name for check in evaluate(preflight_facts(live=False, checkpoint_bytes=0, criu={}, cpu=None))
+    ]
 
     assert names == ["PortsFree", "TargetDiskSpace", "Architecture", "Networks"]
 
@@ -202,7 +205,7 @@ def test_the_report_lists_the_checks_and_what_a_real_run_would_move() -> None:
 
 
 def test_the_report_of_a_cold_move_with_the_image_there_has_only_the_layer_size() -> None:
-    facts = preflight_facts(live=False, checkpoint_bytes=0, criu={}, image_bytes_to_copy=None)
+    facts = preflight_facts(live=False, checkpoint_bytes=0, criu={}, cpu=None, image_bytes_to_copy=None)
 
     status = preflight.report(facts, evaluate(facts))
 
@@ -211,3 +214,18 @@ def test_the_report_of_a_cold_move_with_the_image_there_has_only_the_layer_size(
 
 def test_sizes_read_in_mebibytes_below_a_gibibyte_and_gibibytes_above() -> None:
     assert (preflight.size_text(3 * MiB // 2), preflight.size_text(3 * GiB // 2)) == ("1.5 MiB", "1.5 GiB")
+
+
+# -- the CPU
+
+
+def test_a_target_cpu_criu_finds_lacking_fails_naming_both_hosts_and_what_it_lacks() -> None:
+    (check,) = failed(cpu=CriuCheck(1, "Error (criu/cpu.c:235): CPU has no avx512f"))
+
+    assert (check.name, check.reason) == ("CPU", "CPUMismatch")
+    assert check.message.startswith("the CPU of node2 lacks what the workload may use on node1's")
+    assert "CPU has no avx512f" in check.message and "strategy: Cold" in check.message
+
+
+def test_the_cpu_is_not_judged_without_a_comparison() -> None:
+    assert "CPU" not in [check.name for check in evaluate(preflight_facts(cpu=None))]

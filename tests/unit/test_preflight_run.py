@@ -59,7 +59,7 @@ def test_a_dry_run_that_passes_ends_succeeded_with_dry_run_passed() -> None:
     state, _ = migrate(hosts_with_web(), dry_run=True)
 
     assert (state.phase, state.reason) == (Phase.SUCCEEDED, "DryRunPassed")
-    assert state.message.startswith("dry run: 7 checks passed; a real run would copy image busybox")
+    assert state.message.startswith("dry run: 8 checks passed; a real run would copy image busybox")
 
 
 def test_a_dry_run_changes_nothing_on_any_host() -> None:
@@ -97,3 +97,23 @@ def test_a_dry_run_with_a_failed_check_ends_failed_with_its_reason() -> None:
     state, _ = migrate(hosts, dry_run=True)
 
     assert (state.phase, state.reason) == (Phase.FAILED, "ArchitectureMismatch")
+
+
+def test_the_sources_cpu_is_checked_by_criu_on_the_target_before_the_freeze() -> None:
+    hosts = hosts_with_web()
+    hosts.hosts["node2"].runs_cpus = {b"another cpu"}
+
+    state, sink = migrate(hosts)
+
+    assert (state.phase, state.reason) == (Phase.FAILED, "CPUMismatch")
+    assert "Checkpointing" not in sink.phases and changes(hosts) == []
+
+
+def test_no_cpu_comparison_when_criu_fails_on_a_host() -> None:
+    hosts = hosts_with_web()
+    hosts.hosts["node2"].criu_check = (1, "Error: no userfaultfd")
+
+    state, _ = migrate(hosts)
+
+    assert state.reason == "CRIUCheckFailed" and state.preflight is not None
+    assert [check["name"] for check in state.preflight["checks"] if not check["passed"]] == ["CRIUCheck"]

@@ -18,6 +18,16 @@ RUNC_CONFIG = "/etc/criu/runc.conf"  # runc hands these options to CRIU; Docker'
 # (their clients retry) instead of failing the checkpoint ("criu failed: type NOTIFY").
 OPTIONS = ("tcp-close", "skip-in-flight")
 NOT_INSTALLED = 127  # the shell's exit code for a command not on the PATH
+# CRIU's description of this host's CPU (cpuinfo.img, about 100 bytes) on stdout, and its check of
+# such a description from another host against this one's CPU: what a restore here would find.
+CPUINFO_DUMP = (
+    'd=$(mktemp -d) || exit 1; criu cpuinfo dump -D "$d" >&2 && cat -- "$d/cpuinfo.img"; '
+    'status=$?; rm -rf -- "$d"; exit "$status"'
+)
+CPUINFO_CHECK = (
+    'd=$(mktemp -d) || exit 1; cat > "$d/cpuinfo.img" && criu cpuinfo check -D "$d"; '
+    'status=$?; rm -rf -- "$d"; exit "$status"'
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,17 @@ class Criu:
     def check_feature(self, feature: str) -> CriuCheck:
         """`criu check --feature FEATURE` (e.g. uffd-noncoop, which lazy pages need)."""
         result = self._commands.run(["criu", "check", "--feature", feature], check=False, timeout=60)
+        return CriuCheck(result.exit_code, (result.stdout + result.stderr).decode(errors="replace").strip())
+
+    def cpuinfo(self) -> bytes:
+        """This host's CPU as CRIU describes it in a dump (`criu cpuinfo dump`)."""
+        return self._commands.run(["sh", "-c", CPUINFO_DUMP, "ferry-cpuinfo"], timeout=60).stdout
+
+    def cpuinfo_check(self, cpuinfo: bytes) -> CriuCheck:
+        """Whether a process dumped on the CPU `cpuinfo` describes can be restored on this one."""
+        result = self._commands.run(
+            ["sh", "-c", CPUINFO_CHECK, "ferry-cpuinfo-check"], input=cpuinfo, check=False, timeout=60
+        )
         return CriuCheck(result.exit_code, (result.stdout + result.stderr).decode(errors="replace").strip())
 
     def ensure_options(self) -> None:

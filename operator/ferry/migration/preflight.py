@@ -77,6 +77,7 @@ class Facts:
     target_disk: Disk  # where the image, layer and checkpoint arrive (the Docker root dir)
     target_memory: int  # MemAvailable
     criu: dict[str, CriuCheck]  # by host name; empty when Cold
+    cpu: CriuCheck | None  # the source's CPU checked on the target; None: Cold, or CRIU fails somewhere
     networks: list[str]  # the user-defined networks the container is on
     target_networks: set[str]
     volumes: list[str]  # the named local volumes the container mounts: made new on the target
@@ -126,6 +127,12 @@ def gather(
     image = facts.image(source, image_id)
     networks = sorted(set(info.get("NetworkSettings", {}).get("Networks") or {}) - BUILTIN_NETWORKS)
     volumes = named_volumes(info)
+    criu = {host.name: host.criu.check() for host in (source, target)} if live else {}
+    cpu = (
+        target.criu.cpuinfo_check(source.criu.cpuinfo())
+        if criu and all(c.passed for c in criu.values())
+        else None
+    )
     return Facts(
         source=source.name,
         target=target.name,
@@ -144,7 +151,8 @@ def gather(
         source_disk=_disk(source),
         target_disk=_disk(target),
         target_memory=facts.available_memory_bytes(target),
-        criu={host.name: host.criu.check() for host in (source, target)} if live else {},
+        criu=criu,
+        cpu=cpu,
         networks=networks,
         target_networks=target.engine.network_names() if networks else set(),
         volumes=volumes,
@@ -288,6 +296,21 @@ def criu_works(f: Facts) -> Check | None:
     return Check("CRIUCheck", True, f"`criu check` passes on {' and '.join(f.criu)}")
 
 
+def cpu_compatible(f: Facts) -> Check | None:
+    if f.cpu is None:
+        return None
+    if not f.cpu.passed:
+        return Check(
+            "CPU",
+            False,
+            f"the CPU of {f.target} lacks what the workload may use on {f.source}'s "
+            f"(`criu cpuinfo check`: {f.cpu.last_line}): choose a targetHost with the same CPU "
+            "features, or use strategy: Cold",
+            "CPUMismatch",
+        )
+    return Check("CPU", True, f"CRIU finds {f.target}'s CPU able to run what {f.source}'s runs")
+
+
 def architecture_matches(f: Facts) -> Check:
     if f.image_architecture != f.target_architecture:
         return Check(
@@ -380,6 +403,7 @@ RULES: tuple[Callable[[Facts], Check | None], ...] = (
     source_disk_space,
     target_memory,
     criu_works,
+    cpu_compatible,
     architecture_matches,
     networks_exist,
     volumes_new,
