@@ -22,6 +22,7 @@ CHECKS = [
     "SourceDiskSpace",
     "TargetMemory",
     "CRIUCheck",
+    "CPU",
     "Architecture",
     "Networks",
 ]

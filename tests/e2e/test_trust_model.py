@@ -240,8 +240,10 @@ def test_a_replica_cut_off_from_the_api_server_stops_and_the_standby_finishes(
     active = OperatorProcess(logs / "operator-e2e-cut-active.log", priority=100, cgroup=cgroup)
     standby = OperatorProcess(logs / "operator-e2e-cut-standby.log", priority=1)
     active.start()
-    standby.start()
     try:
+        wait_for(lambda: "Resuming operations" in active.log(), 60, "the active replica to start")
+        standby.start()
+        wait_for(lambda: "Pausing operations in favour of" in standby.log(), 60, "the standby to stand by")
         counter, name = Counter(lab), unique("mig-api-cut")
         lab.migration(name, counter.name, target="node2", pauses="Transferring=8")
         lab.wait_for_phase(name, "Transferring")
