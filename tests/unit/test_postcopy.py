@@ -15,7 +15,7 @@ import pytest
 
 from ferry.api import MigrationSpec, SpecError
 from ferry.hosts.criu import CriuCheck
-from ferry.hosts.runc import LAZY_CHECKPOINT_SCRIPT, LAZY_PAGES_SCRIPT, LazyPagesEnd
+from ferry.hosts.runc import LAZY_CHECKPOINT_SCRIPT, LAZY_PAGES_SCRIPT, TASK_LINES, LazyPagesEnd
 from ferry.migration import preflight
 from ferry.migration.checkpoints import PostCopyCheckpoints, choose_mechanism
 from ferry.migration.container import ContainerMigration
@@ -448,3 +448,45 @@ def test_lazy_pages_that_never_listens_fails(tmp_path: Path, stand_ins: dict[str
     assert ended.returncode == 1
     assert b"criu lazy-pages ended before it was ready" in ended.stderr
     assert wait_for_file(work / "lazy.exit") == "1"
+
+
+# -- what lazy-pages' log says of each task
+
+LAZY_LOG_END = """uffd: 159-13: EXIT
+uffd: 159--13: UFFD transferred pages: (6/9)
+uffd: 1-12: UFFD transferred pages: (10/10)
+"""
+
+
+def test_a_task_that_ended_during_the_pull_does_not_make_it_incomplete() -> None:
+    pulled = LazyPagesEnd.from_log("0", LAZY_LOG_END)
+
+    assert pulled.counts == [(10, 10)] and pulled.exited == [(6, 9)]
+    assert pulled.complete and pulled.pages == 16
+
+
+def test_a_task_still_running_with_pages_missing_makes_the_pull_incomplete() -> None:
+    pulled = LazyPagesEnd.from_log("0", "uffd: 1-12: UFFD transferred pages: (10/12)\n")
+
+    assert not pulled.complete
+
+
+def test_a_log_without_any_count_is_no_complete_pull() -> None:
+    assert not LazyPagesEnd.from_log("0", "").complete
+
+
+def test_the_lines_the_host_greps_from_the_log_are_those_the_parser_reads(tmp_path: Path) -> None:
+    log = tmp_path / "lazy.log"
+    log.write_text(
+        "(00.402858) uffd: 159-13: uffd_copy: 0x5ea000/4096\n"
+        "(00.421472) uffd: 159-13: EXIT\n"
+        "(00.421491) uffd: 159--13: UFFD transferred pages: (6/9)\n"
+        "(00.423769) uffd: 1-12: uffd_copy: 0x7/4096\n"
+        "(00.423892) uffd: 1-12: UFFD transferred pages: (10/10)\n"
+        "(00.423909) page-xfer: Disconnect\n"
+    )
+    grepped = subprocess.run(
+        ["grep", "-hoE", "--", TASK_LINES, str(log)], capture_output=True, text=True
+    ).stdout
+
+    assert grepped == LAZY_LOG_END

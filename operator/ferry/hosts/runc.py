@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -115,7 +115,10 @@ pids=$(runc --root "$1" ps --format json "$2" | tr -c '0-9' ' ')
 if [ -n "$pids" ]; then kill -s "$3" $pids; fi
 """
 
-PAGES_LINE = re.compile(r"UFFD transferred pages: \((\d+)/(\d+)\)")
+# lazy-pages' log, per task: "uffd: PID-FD: EXIT" when it ended during the pull, and at the end
+# "uffd: PID-FD: UFFD transferred pages: (MOVED/TOTAL)" (FD is negative once the task exited).
+TASK_LINES = r"uffd: [0-9]+-[-0-9]+: (EXIT|UFFD transferred pages: \([0-9]*/[0-9]*\))"  # for grep -E
+TASK_LINE = re.compile(r"uffd: (\d+)-[-\d]+: (?:(EXIT)|UFFD transferred pages: \((\d+)/(\d+)\))")
 
 
 class FastPathUnavailable(RuntimeError):
@@ -338,14 +341,12 @@ class RuncHost:
         script = (
             'flock -w "$2" "$1/lazy.lock" true || { echo timeout; exit 0; }; '
             'cat "$1/lazy.exit" 2>/dev/null || echo missing; '
-            'grep -ho "UFFD transferred pages: ([0-9]*/[0-9]*)" "$1/lazy.log" || true'
+            'grep -hoE -- "$3" "$1/lazy.log" || true'
         )
-        found = self.ssh.run(
-            ["sh", "-c", script, "ferry-wait-lazy-pages", work, str(int(timeout))], timeout=timeout + 30
-        ).text
+        argv = ["sh", "-c", script, "ferry-wait-lazy-pages", work, str(int(timeout)), TASK_LINES]
+        found = self.ssh.run(argv, timeout=timeout + 30).text
         first, _, rest = found.partition("\n")
-        counts = [(int(moved), int(total)) for moved, total in PAGES_LINE.findall(rest)]
-        return LazyPagesEnd(first.strip(), counts)
+        return LazyPagesEnd.from_log(first.strip(), rest)
 
     def wait_for_lazy_dump(self, work: str, timeout: float) -> str:
         """Waits until a lazy dump's runc ended: its exit status, "timeout" or "missing"."""
@@ -369,20 +370,35 @@ class RuncHost:
 @dataclass(frozen=True)
 class LazyPagesEnd:
     """How a lazy-pages daemon ended: its exit status ("0", ..., "timeout", "missing") and, per
-    task, the pages it moved of those it had to."""
+    task, the pages it moved of those it had to: `counts` for the tasks that ran on, `exited` for
+    those that ended during the pull (a shell's short-lived child), whose other pages nobody needs."""
 
     status: str
     counts: list[tuple[int, int]]
+    exited: list[tuple[int, int]] = field(default_factory=list)
+
+    @classmethod
+    def from_log(cls, status: str, lines: str) -> LazyPagesEnd:
+        found = TASK_LINE.findall(lines)
+        ended = {pid for pid, exit, _, _ in found if exit}
+        counted = [(pid, int(moved), int(total)) for pid, exit, moved, total in found if not exit]
+        return cls(
+            status,
+            [(moved, total) for pid, moved, total in counted if pid not in ended],
+            [(moved, total) for pid, moved, total in counted if pid in ended],
+        )
 
     @property
     def complete(self) -> bool:
         return (
-            self.status == "0" and bool(self.counts) and all(moved == total for moved, total in self.counts)
+            self.status == "0"
+            and bool(self.counts or self.exited)
+            and all(moved == total for moved, total in self.counts)
         )
 
     @property
     def pages(self) -> int:
-        return sum(moved for moved, _ in self.counts)
+        return sum(moved for moved, _ in [*self.counts, *self.exited])
 
 
 class ArmedDump:
