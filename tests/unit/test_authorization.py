@@ -81,6 +81,14 @@ def test_a_status_source_host_other_than_the_spec_is_tampering() -> None:
     assert problem is not None and problem.reason == "StatusTampered"
 
 
+def test_a_queued_migrations_pending_status_with_the_source_it_found_is_no_tampering() -> None:
+    queued = MigrationState(
+        phase=Phase.PENDING, source_host="node1", target_host="node2", source_container_id="c1"
+    )
+
+    assert problem_for(queued) is None
+
+
 def test_a_phase_past_pending_without_its_hosts_in_the_status_is_tampering() -> None:
     found = problem_for(MigrationState(phase=Phase.RESTORING))
 
@@ -91,8 +99,8 @@ def test_a_phase_past_pending_without_its_hosts_in_the_status_is_tampering() -> 
 def test_a_tenant_who_patched_the_status_ends_failed_without_any_host_touched(phase: Phase) -> None:
     hosts = FakeHosts(*HOSTS)
     state = frozen_state(phase, source_host="vault")
-    if phase is Phase.PENDING:  # a Pending status naming containers is refused as tampered first
-        state.source_container_id = state.target_container_id = None
+    if phase is Phase.PENDING:  # a Pending status naming a twin is refused as tampered first
+        state.target_container_id = None
     ctx, sink = context(container_spec(source_host=None), state, hosts)
 
     run_migration(ctx)
@@ -104,7 +112,7 @@ def test_a_tenant_who_patched_the_status_ends_failed_without_any_host_touched(ph
     assert hosts.connected == []
 
 
-def test_a_pending_status_that_names_containers_is_tampering() -> None:
+def test_a_pending_status_that_names_a_target_container_is_tampering() -> None:
     hosts = FakeHosts(*HOSTS)
     ctx, sink = context(container_spec(), frozen_state(Phase.PENDING), hosts)
 
@@ -112,7 +120,7 @@ def test_a_pending_status_that_names_containers_is_tampering() -> None:
 
     assert sink.phases == ["Failed"]
     assert sink.saved[-1]["conditions"][0]["reason"] == "StatusTampered"
-    assert "status.phase is Pending but the status names containers" in ctx.state.message
+    assert "status.phase is Pending but the status names a target container" in ctx.state.message
     assert hosts.connected == []
 
 

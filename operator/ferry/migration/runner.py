@@ -183,8 +183,8 @@ def authorization_problem(
 def _status_contradiction(spec: MigrationSpec, state: MigrationState) -> str | None:
     if state.phase is not Phase.PENDING and (state.source_host is None or state.target_host is None):
         return f"status.phase is {state.phase} but the status does not name both hosts"
-    if state.phase is Phase.PENDING and (state.source_container_id or state.target_container_id):
-        return "status.phase is Pending but the status names containers, which only Preparing finds"
+    if state.phase is Phase.PENDING and state.target_container_id:
+        return "status.phase is Pending but the status names a target container, which only Preparing makes"
     if state.target_host is not None and state.target_host != spec.target_host:
         return f"status.targetHost '{state.target_host}' is not spec.targetHost '{spec.target_host}'"
     if spec.source_host is not None and state.source_host not in (None, spec.source_host):
