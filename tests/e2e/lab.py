@@ -500,15 +500,11 @@ class OperatorProcess:
         priority: int | None = None,
         options: Sequence[str] = TEST_OPERATOR_OPTIONS,
         metrics_port: int | None = None,
-        cgroup: Path | None = None,
     ) -> None:
-        """`cgroup`: a cgroup v2 directory it runs in from its first instruction, so that every
-        socket it opens carries it (iptables' cgroup match can then cut it off alone)."""
         self.log_path = log_path
         self.priority = priority
         self.options = options
         self.metrics_port = metrics_port
-        self.cgroup = cgroup
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -524,12 +520,7 @@ class OperatorProcess:
                 env={**os.environ, "KUBECONFIG": str(KUBECONFIG)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=None if self.cgroup is None else self._join_cgroup,
             )
-
-    def _join_cgroup(self) -> None:
-        assert self.cgroup is not None
-        (self.cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
     @property
     def pid(self) -> int:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +14,6 @@ from tests.e2e.lab import HOSTS, REPO, Counter, Lab, OperatorProcess, unique, wa
 
 LAB = REPO / ".lab"
 RECOVERED = ("Succeeded", "RolledBack")
-CGROUP2 = Path("/sys/fs/cgroup/unified")  # this machine's cgroup v2 hierarchy (hybrid layout)
-API_SERVER_PORT = "16443"
 
 
 def host_key(host: str) -> str:
@@ -206,62 +201,3 @@ def test_a_replica_that_cannot_renew_its_lease_stops_and_the_standby_finishes(
         counter.assert_runs_once_and_continuous()
     finally:
         standby.stop()
-
-
-@pytest.fixture
-def cgroup() -> Iterator[Path]:
-    path = CGROUP2 / unique("ferry-e2e-active")
-    path.mkdir()
-    yield path
-    path.rmdir()
-
-
-@contextmanager
-def api_server_cut_off(cgroup: Path) -> Iterator[None]:
-    """Packets from the processes of `cgroup` to the API server are dropped (no reset: as a network
-    that went away), its SSH to the lab's hosts untouched."""
-    rule = ["OUTPUT", "-m", "cgroup", "--path", cgroup.name, "-p", "tcp", "-d", "127.0.0.1"]
-    rule += ["--dport", API_SERVER_PORT, "-j", "DROP"]
-    subprocess.run(["iptables", "-I", *rule], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["iptables", "-D", *rule], check=True)
-
-
-def test_a_replica_cut_off_from_the_api_server_stops_and_the_standby_finishes(
-    lab: Lab, operator: OperatorProcess, cgroup: Path
-) -> None:
-    """The active replica loses the API server mid-transfer while it still runs and still reaches the
-    hosts: it must stop before its next step (its lease renewals fail), while the standby, once the
-    peering and the lease have expired, takes over. Then the API server comes back for it."""
-    operator.stop()
-    logs = REPO / ".lab" / "logs"
-    active = OperatorProcess(logs / "operator-e2e-cut-active.log", priority=100, cgroup=cgroup)
-    standby = OperatorProcess(logs / "operator-e2e-cut-standby.log", priority=1)
-    active.start()
-    try:
-        wait_for(lambda: "Resuming operations" in active.log(), 60, "the active replica to start")
-        standby.start()
-        wait_for(lambda: "Pausing operations in favour of" in standby.log(), 60, "the standby to stand by")
-        counter, name = Counter(lab), unique("mig-api-cut")
-        lab.migration(name, counter.name, target="node2", pauses="Transferring=8")
-        lab.wait_for_phase(name, "Transferring")
-        with api_server_cut_off(cgroup):
-            wait_for(
-                lambda: f"default/{name}: Transferring" in standby.log(), 120, "the standby to take over"
-            )
-            wait_for(
-                lambda: f"default/{name} is not ours to drive any more" in active.log(),
-                60,
-                "the active to stop",
-            )
-        status = lab.wait_until(name, timeout=180)["status"]
-        assert status["phase"] in RECOVERED, status
-        phases = [entry["phase"] for entry in status["phaseTransitions"]]
-        assert len(phases) == len(set(phases)), f"two drivers wrote the status: {phases}"
-        counter.assert_runs_once_and_continuous()
-    finally:
-        active.stop()
-        standby.stop()
-        operator.start()
