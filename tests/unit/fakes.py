@@ -19,7 +19,7 @@ from ferry.hosts.criu import Criu, CriuCheck
 from ferry.hosts.docker_engine import NotFound
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
-from ferry.hosts.ssh import CommandResult, SSHError
+from ferry.hosts.ssh import CommandFailed, CommandResult, SSHError
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.container_config import MIGRATION_LABEL
 from ferry.migration.context import MigrationContext, MigrationRequest
@@ -31,6 +31,25 @@ STACK = "7ffd0000"  # the fingerprint: the stack address of the process before t
 GiB = 1 << 30
 IMAGE_ID = "sha256:b0b0"
 UID = "uid-1"  # the Migration's, in context()
+
+
+class FakeCommands:
+    """A host that records every command and answers from a script of (exit code, stdout)."""
+
+    name = "node1"
+
+    def __init__(self, *answers: tuple[int, str]) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[list[str], bytes | None]] = []
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult:
+        self.calls.append((list(argv), input))
+        code, out = self.answers.pop(0) if self.answers else (0, "")
+        if check and code != 0:
+            raise CommandFailed(self.name, argv, code, "failed")
+        return CommandResult(code, out.encode(), b"failed" if code else b"")
 
 
 class FakeEngine:

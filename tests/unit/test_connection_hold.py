@@ -10,14 +10,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from ferry.hosts import connection_hold, hold_agent
 from ferry.hosts.connection_hold import Drain, Held, Hold
-from ferry.hosts.ssh import CommandFailed, CommandResult
+from ferry.hosts.ssh import CommandFailed
+from tests.unit.fakes import FakeCommands
 
 TAG = "ferry-hold:0b5e3c1a-uid"
 COUNTS = {
@@ -36,25 +36,6 @@ RAW_RULES = f"""-P PREROUTING ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -m comment --comment "{TAG}" -j NFQUEUE --queue-num 61442 --queue-bypass
 -A OUTPUT -p tcp -m tcp --dport 8080 -m comment --comment "{TAG}-other" -j NFQUEUE --queue-num 61443 --queue-bypass
 """  # noqa: E501
-
-
-class FakeCommands:
-    """A host that records every command and answers from a script of (exit code, stdout)."""
-
-    name = "node1"
-
-    def __init__(self, *answers: tuple[int, str]) -> None:
-        self.answers = list(answers)
-        self.calls: list[tuple[list[str], bytes | None]] = []
-
-    def run(
-        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True
-    ) -> CommandResult:
-        self.calls.append((list(argv), input))
-        code, out = self.answers.pop(0) if self.answers else (0, "")
-        if check and code != 0:
-            raise CommandFailed(self.name, argv, code, "failed")
-        return CommandResult(code, out.encode(), b"failed" if code else b"")
 
 
 def armed(pid: int = 4242, drained_ms: int = 0, still_open: int = 0) -> tuple[int, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ferry.hosts.netfilter import FORWARD, GIVE_BACK_ROUTE_LOCALNET, SAVED_ROUTE_LOCALNET, Netfilter
-from tests.unit.test_connection_hold import FakeCommands
+from tests.unit.fakes import FakeCommands
 
 TAG = "ferry:uid-1"
 STAND_INS = {

@@ -10,7 +10,7 @@ import pytest
 
 from ferry.hosts.peer_stream import KEYS_DIR, RECEIVE, authorized_line, new_key, remove_private_keys
 from ferry.hosts.tree_copy import Baseline, _unpack, bulk_commands, final_commands
-from tests.unit.test_connection_hold import FakeCommands
+from tests.unit.fakes import FakeCommands
 
 UNTIL = datetime(2026, 11, 26, 3, 4, tzinfo=UTC)
 

@@ -187,7 +187,7 @@ class ContainerMigration(MigrationSteps):
         uid = self.ctx.request.uid
         existing = self.target.engine.find_container(name)
         if existing is not None:
-            if existing["Config"].get("Labels", {}).get(MIGRATION_LABEL) == uid:
+            if self._is_the_twin(existing):
                 return str(existing["Id"])  # made by this migration before a restart
             raise Problem("NameTaken", f"host {self.target.name} already has a container named '{name}'")
         body = clone_create_body(
