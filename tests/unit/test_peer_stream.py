@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ferry.hosts.peer_stream import KEYS_DIR, RECEIVE, authorized_line, new_key, remove_private_keys
+from ferry.hosts.peer_stream import (
+    KEYS_DIR,
+    RECEIVE,
+    SEND,
+    TOTAL,
+    authorized_line,
+    new_key,
+    remove_private_keys,
+)
 from ferry.hosts.tree_copy import Baseline, _unpack, bulk_commands, final_commands
 from tests.unit.fakes import FakeCommands
 
@@ -73,3 +81,54 @@ def test_the_keys_of_senders_that_never_started_are_removed_and_no_others(tmp_pa
     assert argv[4] == KEYS_DIR
     subprocess.run([*argv[:4], str(tmp_path), *argv[5:]], check=True)  # the same command, here
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ferry-uid-10-cccc", "other"]
+
+
+# Stands in for OpenSSH's client: says "ready" as the target would, then, while the producer is
+# halfway through its "Total bytes written" line, prints what the target's side said on stderr.
+TALKATIVE_SSH = """#!/bin/sh
+echo ready
+sleep 0.2
+printf 'the target says ' >&2
+cat > /dev/null
+printf 'something\\n' >&2
+"""
+TOTAL_IN_PIECES = 'printf payload; printf "Total bytes " >&2; sleep 0.4; printf "written: 42 (1MiB)\\n" >&2'
+
+
+def test_the_producers_byte_count_reaches_the_operator_whole_whatever_the_target_prints(
+    tmp_path: Path,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(TALKATIVE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    key = tmp_path / "key"
+    key.write_text("private")
+    (tmp_path / "key.known").write_text("known")
+
+    sent = subprocess.run(
+        [
+            "sh",
+            "-c",
+            SEND,
+            "ferry-send",
+            str(key),
+            f"{key}.known",
+            "22",
+            "root@peer",
+            "",
+            "sh",
+            "-c",
+            TOTAL_IN_PIECES,
+        ],
+        input=b"go\n",
+        capture_output=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        timeout=10,
+        check=True,
+    )
+
+    total = TOTAL.search(sent.stderr)
+    assert total is not None and int(total.group(1)) == 42, sent.stderr
+    assert b"the target says something" in sent.stderr
+    assert not key.exists() and not (tmp_path / "key.err").exists()

@@ -35,13 +35,15 @@ KEYS_DIR = "/var/lib/ferry/keys"  # private halves on the source, one file per s
 # known_hosts file, $3 port, $4 user@address, $5 a directory whose largest file decides on lz4 ("" for
 # none: no compression), the producer's argv after. lz4 is used only when a 1 MiB sample of that file
 # shrinks by half: on random memory it costs more time than it saves (measured in hack/bench). The
-# first byte sent says which ("z" lz4, "n" plain).
+# first byte sent says which ("z" lz4, "n" plain). The producer's error output is kept aside and
+# printed once the connection ended: the target's messages come through the same ssh client's stderr,
+# and tar writes its "Total bytes written" line in pieces, so the two would interleave.
 # AES-GCM first: with AES-NI it is the cheapest authenticated encryption OpenSSH offers.
 SEND = r"""set -eu
 key=$1 known=$2 port=$3 destination=$4 sample=$5; shift 5
 fifo=$key.fifo
 rm -f -- "$fifo" "$key.status" && mkfifo -m 0600 -- "$fifo"
-trap 'rm -f -- "$key" "$known" "$fifo" "$key.status"' EXIT
+trap 'rm -f -- "$key" "$known" "$fifo" "$key.status" "$key.err"' EXIT
 ssh -F /dev/null -T -i "$key" -p "$port" -o BatchMode=yes -o IdentitiesOnly=yes \
   -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known" -o GlobalKnownHostsFile=/dev/null \
   -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
@@ -60,14 +62,17 @@ if [ -n "$sample" ]; then
 fi
 printf %s "$compress" >&3
 if [ "$compress" = z ]; then
-  { "$@"; echo $? > "$key.status"; } | lz4 -1 -q >&3
+  { "$@" 2> "$key.err"; echo $? > "$key.status"; } | lz4 -1 -q >&3
   produced=$(cat "$key.status")
 else
   produced=0
-  "$@" >&3 || produced=$?
+  "$@" 2> "$key.err" >&3 || produced=$?
 fi
 exec 3>&-
-wait "$sender"
+sent=0
+wait "$sender" || sent=$?
+cat -- "$key.err" >&2
+[ "$sent" -eq 0 ] || exit "$sent"
 exit "$produced"
 """
 # On the target: "ready" (back through ssh to the source's armed session: the connection is up and

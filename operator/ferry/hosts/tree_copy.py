@@ -24,8 +24,9 @@ TAR_OPTIONS = (
     "--xattrs-include=trusted.*",
     "--xattrs-include=security.capability",
     "--numeric-owner",
-    "--totals",
 )
+# The sending tar reports what it wrote (a direct stream's byte count); the receiving one says nothing.
+PACK_OPTIONS = (*TAR_OPTIONS, "--totals")
 CHANGE_TIME_MARGIN_SECONDS = 1.0
 
 # GNU tar exits 1 when a file changed, shrank or went while it read it: expected of a directory in
@@ -235,7 +236,7 @@ def final_commands(source_dir: str, target_dir: str, baseline: Baseline | None) 
     # File times come from the kernel's coarse clock (a tick behind `date`): a second of margin.
     since = f"{float(baseline.since) - CHANGE_TIME_MARGIN_SECONDS:.9f}"
     return CopyCommands(
-        ["sh", "-c", PACK_CHANGES, "ferry-pack-changes", source_dir, since, baseline.listing, *TAR_OPTIONS],
+        ["sh", "-c", PACK_CHANGES, "ferry-pack-changes", source_dir, since, baseline.listing, *PACK_OPTIONS],
         ["sh", "-c", UNPACK_CHANGES, "ferry-unpack-changes", target_dir, *_untar(target_dir)],
     )
 
@@ -253,7 +254,7 @@ def unstage_commands(staging: str, name: str, sha256: str, target_dir: str, *, f
 
 
 def _pack(directory: str, *options: str) -> list[str]:
-    return ["tar", "-C", directory, *TAR_OPTIONS, *options, "-cf", "-", "."]
+    return ["tar", "-C", directory, *PACK_OPTIONS, *options, "-cf", "-", "."]
 
 
 def _untar(directory: str) -> list[str]:
