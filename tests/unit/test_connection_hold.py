@@ -29,12 +29,17 @@ COUNTS = {
     "endedBy": "release",
     "rulesRemoved": True,
 }
-RAW_RULES = f"""-P PREROUTING ACCEPT
--P OUTPUT ACCEPT
+RAW_RULES = f"""*raw
+:PREROUTING ACCEPT [0:0]
 -A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP
 -A PREROUTING -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -m comment --comment "{TAG}" -j NFQUEUE --queue-num 61442 --queue-bypass
 -A OUTPUT -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -m comment --comment "{TAG}" -j NFQUEUE --queue-num 61442 --queue-bypass
 -A OUTPUT -p tcp -m tcp --dport 8080 -m comment --comment "{TAG}-other" -j NFQUEUE --queue-num 61443 --queue-bypass
+COMMIT
+*nat
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p tcp -m comment --comment "{TAG}" -j DNAT --to-destination 10.0.0.2:8080
+COMMIT
 """  # noqa: E501
 
 
@@ -122,7 +127,7 @@ def test_release_hands_dir_and_tag_to_the_script_as_arguments_and_returns_the_co
 def test_a_release_with_no_holder_left_deletes_only_this_holds_rules() -> None:
     host = FakeCommands((0, ""), (0, RAW_RULES), (0, ""))
     assert connection_hold.release(host, TAG) is None
-    assert host.calls[1] == (["iptables", "-t", "raw", "-S"], None)
+    assert host.calls[1] == (["iptables-save"], None)
     argv, restore = host.calls[2]
     assert argv == ["iptables-restore", "--noflush"]
     assert restore is not None and restore.decode().splitlines() == [
@@ -136,7 +141,7 @@ def test_a_holder_that_could_not_remove_its_rules_has_them_removed() -> None:
     host = FakeCommands((0, json.dumps({**COUNTS, "rulesRemoved": False})), (0, RAW_RULES), (0, ""))
     held = connection_hold.release(host, TAG)
     assert held is not None and held.connections == 3
-    assert [argv[0] for argv, _ in host.calls] == ["sh", "iptables", "iptables-restore"]
+    assert [argv[0] for argv, _ in host.calls] == ["sh", "iptables-save", "iptables-restore"]
 
 
 def test_no_rules_left_means_no_restore() -> None:

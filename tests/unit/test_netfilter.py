@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.hosts.netfilter import FORWARD, GIVE_BACK_ROUTE_LOCALNET, SAVED_ROUTE_LOCALNET, Netfilter
+from ferry.hosts.netfilter import FORWARD, SAVED_ROUTE_LOCALNET, UNFORWARD, Netfilter
 from tests.unit.fakes import FakeCommands
 
 TAG = "ferry:uid-1"
@@ -104,9 +104,13 @@ def test_a_second_forward_keeps_the_value_from_before_the_first(host: Host) -> N
 def test_route_localnet_is_given_back_when_no_forward_of_ferrys_is_left(host: Host) -> None:
     host.run(FORWARD)
 
-    logged = host.run(GIVE_BACK_ROUTE_LOCALNET)
+    logged = host.run(UNFORWARD)
 
-    assert logged == ["iptables -t nat -S", "sysctl -q -w net.ipv4.conf.all.route_localnet=0"]
+    assert logged == [
+        "iptables-restore --noflush <0 lines",
+        "iptables -t nat -S",
+        "sysctl -q -w net.ipv4.conf.all.route_localnet=0",
+    ]
     assert not host.saved.exists()
 
 
@@ -114,11 +118,45 @@ def test_route_localnet_stays_on_while_another_migrations_forward_is_left(host: 
     host.run(FORWARD)
     host.nat_rules.write_text('-A OUTPUT -p tcp -m comment --comment "ferry:uid-2" -j DNAT\n')
 
-    logged = host.run(GIVE_BACK_ROUTE_LOCALNET)
+    logged = host.run(UNFORWARD)
 
-    assert logged == ["iptables -t nat -S"]
+    assert logged == ["iptables-restore --noflush <0 lines", "iptables -t nat -S"]
     assert host.saved.exists()
 
 
 def test_nothing_is_given_back_by_a_host_ferry_never_forwarded_from(host: Host) -> None:
-    assert host.run(GIVE_BACK_ROUTE_LOCALNET) == []
+    assert host.run(UNFORWARD) == ["iptables-restore --noflush <0 lines"]
+
+
+SAVED_RULES = f"""*nat
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p tcp -m comment --comment "{TAG}" -j DNAT --to-destination 10.0.0.2:8080
+-A OUTPUT -p tcp -m comment --comment "{TAG}0" -j DNAT --to-destination 10.0.0.3:8080
+COMMIT
+*filter
+-A INPUT -m comment --comment "{TAG}" ! -s 127.0.0.0/8 -d 127.0.0.0/8 -j DROP
+COMMIT
+*raw
+-A OUTPUT -p tcp -m comment --comment "{TAG}" -j NFQUEUE --queue-num 1
+COMMIT
+"""
+
+
+def test_removing_forwards_is_one_listing_then_one_command_deleting_only_this_tags_nat_and_filter_rules() -> (
+    None
+):
+    host = FakeCommands((0, SAVED_RULES))
+
+    Netfilter(host).remove_forwards(TAG)
+
+    [(listing, _), (argv, deletions)] = host.calls
+    assert listing == ["iptables-save"]
+    assert argv == ["sh", "-c", UNFORWARD, "ferry-unforward", SAVED_ROUTE_LOCALNET]
+    assert deletions is not None and deletions.decode().splitlines() == [
+        "*nat",
+        f'-D OUTPUT -p tcp -m comment --comment "{TAG}" -j DNAT --to-destination 10.0.0.2:8080',
+        "COMMIT",
+        "*filter",
+        f'-D INPUT -m comment --comment "{TAG}" ! -s 127.0.0.0/8 -d 127.0.0.0/8 -j DROP',
+        "COMMIT",
+    ]

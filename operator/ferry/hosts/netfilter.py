@@ -28,8 +28,10 @@ if [ ! -e "$saved" ]; then
 fi
 sysctl -q -w net.ipv4.conf.all.route_localnet=1
 """
-# Once no forward of ferry's is left on the host, route_localnet gets its former value back.
-GIVE_BACK_ROUTE_LOCALNET = r"""saved=$1
+# Deletes the rules that come on stdin; then, once no forward of ferry's is left on the host,
+# route_localnet gets its former value back.
+UNFORWARD = r"""saved=$1
+iptables-restore --noflush || exit
 [ -e "$saved" ] || exit 0
 iptables -t nat -S | grep -qF -- '--comment "ferry:' && exit 0
 sysctl -q -w "net.ipv4.conf.all.route_localnet=$(cat -- "$saved")" && rm -f -- "$saved"
@@ -66,20 +68,26 @@ class Netfilter:
         )
 
     def remove_forwards(self, tag: str) -> None:
-        self.remove_tagged(("nat", "filter"), tag)
+        """Removes this tag's forwards: two host calls (a rollback pays for them in the freeze)."""
+        deletions = restore_text(self._tagged_rules(("nat", "filter"), tag))
         self._commands.run(
-            ["sh", "-c", GIVE_BACK_ROUTE_LOCALNET, "ferry-localnet", SAVED_ROUTE_LOCALNET], timeout=30
+            ["sh", "-c", UNFORWARD, "ferry-unforward", SAVED_ROUTE_LOCALNET], input=deletions, timeout=30
         )
 
     def remove_tagged(self, tables: Sequence[str], tag: str) -> None:
         """Deletes every rule of these tables that carries `tag`."""
-        rules: dict[str, list[str]] = {}
-        for table in tables:
-            listed = self._commands.run(["iptables", "-t", table, "-S"], timeout=30).text.splitlines()
-            rules[table] = [
-                "-D" + line[2:] for line in listed if line.startswith("-A ") and _tagged(line, tag)
-            ]
-        self.apply(rules)
+        self.apply(self._tagged_rules(tables, tag))
+
+    def _tagged_rules(self, tables: Sequence[str], tag: str) -> dict[str, list[str]]:
+        """The deletions, by table, of the rules of these tables that carry `tag` (one listing)."""
+        rules: dict[str, list[str]] = {table: [] for table in tables}
+        table = None
+        for line in self._commands.run(["iptables-save"], timeout=30).text.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif table in rules and line.startswith("-A ") and _tagged(line, tag):
+                rules[table].append("-D" + line[2:])
+        return rules
 
     def _resolve(self, address: str) -> str:
         try:
@@ -105,5 +113,5 @@ def restore_text(rules: dict[str, list[str]]) -> bytes:
 
 
 def _tagged(rule: str, tag: str) -> bool:
-    """iptables -S prints a comment quoted when it has a colon."""
+    """iptables-save prints a comment quoted when it has a colon."""
     return f'--comment "{tag}"' in rule or f"--comment {tag} " in rule
