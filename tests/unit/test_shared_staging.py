@@ -52,8 +52,10 @@ def test_what_the_source_stages_arrives_whole_on_the_target(dirs: Dirs) -> None:
     dirs.make_staging()
     staged = dirs.stage()
     assert staged.returncode == 0, staged.stderr
+    sha256, size = staged.stdout.split()
+    assert int(size) == (dirs.staging / "checkpoint.tar").stat().st_size
 
-    unstaged = dirs.unstage(staged.stdout.strip())
+    unstaged = dirs.unstage(sha256)
 
     assert unstaged.returncode == 0, unstaged.stderr
     assert (dirs.target / "pages.img").read_bytes() == b"memory" * 1000
@@ -95,7 +97,7 @@ def test_a_staging_directory_others_may_write_to_is_refused(dirs: Dirs) -> None:
 
 def test_an_archive_changed_after_the_source_wrote_it_is_not_unpacked(dirs: Dirs) -> None:
     dirs.make_staging()
-    sha256 = dirs.stage().stdout.strip()
+    sha256 = dirs.stage().stdout.split()[0]
     with (dirs.staging / "checkpoint.tar").open("r+b") as archive:
         archive.seek(600)
         archive.write(b"tampered")
@@ -109,7 +111,7 @@ def test_an_archive_changed_after_the_source_wrote_it_is_not_unpacked(dirs: Dirs
 
 def test_an_archive_replaced_by_a_link_is_not_read(dirs: Dirs) -> None:
     dirs.make_staging()
-    sha256 = dirs.stage().stdout.strip()
+    sha256 = dirs.stage().stdout.split()[0]
     (dirs.outside / "secret.tar").write_bytes((dirs.staging / "checkpoint.tar").read_bytes())
     (dirs.staging / "checkpoint.tar").unlink()
     (dirs.staging / "checkpoint.tar").symlink_to(dirs.outside / "secret.tar")

@@ -84,7 +84,7 @@ STAGE = (
     ENTER_STAGING
     + r"""name=$2; shift 2
 "$@" > "$name.tar"
-sha256sum < "$name.tar" | cut -d " " -f 1
+echo "$(sha256sum < "$name.tar" | cut -d " " -f 1) $(wc -c < "$name.tar")"
 """
 )
 # Unpacks an archive from the staging directory once its sha256 is the one the source printed.
@@ -106,6 +106,14 @@ class Baseline:
 
     since: str
     listing: str
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An archive `stage` wrote: its sha256 and its size in bytes."""
+
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -183,9 +191,10 @@ class TreeCopy:
     def make_staging(self, staging: str) -> None:
         self.ssh.run(staging_commands(staging))
 
-    def stage(self, source_dir: str, staging: str, name: str) -> str:
-        """Archives a directory into `staging`/`name`.tar; returns the archive's sha256."""
-        return self.ssh.run(stage_commands(source_dir, staging, name), timeout=900).text.strip()
+    def stage(self, source_dir: str, staging: str, name: str) -> Staged:
+        """Archives a directory into `staging`/`name`.tar."""
+        sha256, size = self.ssh.run(stage_commands(source_dir, staging, name), timeout=900).text.split()
+        return Staged(sha256, int(size))
 
     def unstage(self, staging: str, name: str, sha256: str, target_dir: str, *, fresh: bool) -> None:
         """Unpacks `staging`/`name`.tar into a directory, if it is what `stage` wrote."""

@@ -202,25 +202,24 @@ class ContainerFiles:
     def _transfer_through_shared_directory(self, metrics: Metrics) -> int:
         """The source archives the checkpoint and writable layer into its staging directory in the
         shared directory; the target unpacks them from there once their sha256 is what the source
-        wrote: no byte crosses the operator. Returns their size."""
+        wrote: no byte crosses the operator. Returns the archives' size."""
         paths, (source_staging, target_staging) = self.paths(), self._staging()
         copies = (
             ("checkpoint", paths.source_checkpoint, paths.target_checkpoint, True),
             ("rootfs", paths.source_upper, paths.target_upper, False),
         )
         with ContextExecutor(max_workers=2) as pool:
-            sums = list(pool.map(lambda c: self.source.trees.stage(c[1], source_staging, c[0]), copies))
+            staged = list(pool.map(lambda c: self.source.trees.stage(c[1], source_staging, c[0]), copies))
             list(
                 pool.map(
-                    lambda c, sha256: self.target.trees.unstage(
-                        target_staging, c[0], sha256, c[2], fresh=c[3]
+                    lambda c, archive: self.target.trees.unstage(
+                        target_staging, c[0], archive.sha256, c[2], fresh=c[3]
                     ),
                     copies,
-                    sums,
+                    staged,
                 )
             )
-        metrics.checkpoint_bytes = self.source.files.directory_bytes(paths.source_checkpoint)
-        metrics.rootfs_bytes = self.source.files.directory_bytes(paths.source_upper)
+        metrics.checkpoint_bytes, metrics.rootfs_bytes = (archive.size for archive in staged)
         return metrics.checkpoint_bytes + metrics.rootfs_bytes
 
     def _staging(self) -> tuple[str, str]:
