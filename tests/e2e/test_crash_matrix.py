@@ -49,3 +49,19 @@ def test_operator_dead_right_after_a_host_call_is_taken_over_and_the_workload_ru
     report(request.config, f"crash after {point}: {row.markdown()}")
     assert row.passed, f"{row.problems} (log: {row.log})"
     assert row.crash is not None, f"the operator did not exit after host call {n} (log: {row.log})"
+
+
+@pytest.fixture(scope="module")
+def process_census(lab: Lab, operator: OperatorProcess) -> Census:
+    return count_calls(lab, WORKLOADS["process"], resumer=operator)
+
+
+def test_a_process_whose_operator_died_once_its_stream_key_was_authorized_leaves_no_key(
+    lab: Lab, operator: OperatorProcess, process_census: Census, request: pytest.FixtureRequest
+) -> None:
+    """The key of a stream that never ran is withdrawn by the operator that ends the migration."""
+    authorized = request_is(r"node2 ssh sh -c \.\.\. ferry-authorize .*")
+    n = process_census.first(authorized, "the stream key authorized")
+    row = crash_after(lab, process_census, n, resumer=operator)
+    report(request.config, f"crash after a process's stream key: {row.markdown()}")
+    assert row.passed, f"{row.problems} (log: {row.log})"

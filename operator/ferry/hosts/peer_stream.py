@@ -193,6 +193,14 @@ class PeerStream:
         revoke_keys(self.pipe.target, self.peer.authorized_keys, self.comment)
 
 
+def withdraw_stream_keys(source: Commands, target: SSHSession, peer: PeerEndpoint, tag: str) -> None:
+    """Withdraws every key this tag's streams made, on both ends: a stream withdraws its own when it
+    closes, but an operator that died in between leaves them (restricted, and expiring within the
+    hour)."""
+    revoke_keys(target, peer.authorized_keys, f"ferry:{tag}:")
+    remove_private_keys(source, tag)
+
+
 def remove_private_keys(source: Commands, tag: str) -> None:
     """Removes what this tag's streams left in KEYS_DIR on the source: a sender removes its own key
     when it ends, but one never started (the operator died in between) leaves it there."""

@@ -22,7 +22,7 @@ from typing import Any
 from ferry.hosts import processes
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
-from ferry.hosts.peer_stream import remove_private_keys, revoke_keys
+from ferry.hosts.peer_stream import withdraw_stream_keys
 from ferry.hosts.runc import WORK_ROOT, ArmedDump, FastPathUnavailable
 from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
@@ -167,8 +167,7 @@ class DockerCheckpoints:
         if self.state.target_host is not None:
             target, uid = self.target, self.ctx.request.uid
             if target.peer is not None:
-                revoke_keys(target.ssh, target.peer.authorized_keys, f"ferry:{uid}:")
-                remove_private_keys(self.source.ssh, uid)
+                withdraw_stream_keys(self.source.ssh, target.ssh, target.peer, uid)
             if target.runc is not None and self.state.target_container_id is not None:
                 target.runc.forget_restore(self.state.target_container_id)
         self._files_removed = True

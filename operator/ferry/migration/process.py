@@ -6,12 +6,15 @@ file must exist at the same paths there. All of that is checked before the freez
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
 
+from ferry.api import SpecError
 from ferry.hosts import processes
 from ferry.hosts.criu import Criu
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.peer_stream import withdraw_stream_keys
 from ferry.hosts.shell import RemoteShell
 from ferry.hosts.ssh import Commands
 from ferry.hosts.streams import Stream
@@ -21,6 +24,8 @@ from ferry.migration.phases import Outcome, Phase
 from ferry.migration.state import format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 from ferry.migration.workload_rules import process_problem
+
+log = logging.getLogger(__name__)
 
 IMAGES_ROOT = "/var/lib/ferry/images"
 PID_RELEASE_SECONDS = 15.0  # on hosts sharing one kernel, the dumped PID is free once it is reaped
@@ -192,12 +197,23 @@ class ProcessMigration(MigrationSteps):
         self.target.files.remove_tree(self.received)
 
     def release(self) -> None:
+        """Closes what was opened for a step that will not run; once the Migration ended, withdraws
+        the stream keys a run that died left."""
         if self._relay is not None:
             self._relay.close()
             self._relay = None
         for shell in self._shells.values():
             shell.close()
         self._shells = {}
+        if (
+            self.state.phase.is_terminal
+            and self.state.target_host is not None
+            and self.target.peer is not None
+        ):
+            try:
+                withdraw_stream_keys(self.source.ssh, self.target.ssh, self.target.peer, self.ctx.request.uid)
+            except (HostError, SpecError) as error:  # a host unreachable, or its DockerHost gone
+                log.warning("could not withdraw the stream keys of %s: %s", self.ctx.request.uid, error)
 
     def _restore_on(self, host: DockerHost, images: str) -> None:
         try:
