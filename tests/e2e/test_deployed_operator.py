@@ -1,5 +1,5 @@
 """ferry installed as users install it: the image hack/image builds, run by a real kubelet (hack/node)
-as the Deployment of manifests/ (through the lab's overlay), under its own ServiceAccount and RBAC.
+as the Deployment of manifests/ (`kubectl apply -k`), under its own ServiceAccount and RBAC.
 The session's operator process is stopped meanwhile, so every migration here is the pods' work."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from tests.e2e.test_faults import FAILING_RESTORE, assert_rolled_back, fake_criu
 NODE_SCRIPT = REPO / "hack" / "node"
 IMAGE_SCRIPT = REPO / "hack" / "image"
 IMAGE_FILE = REPO / ".lab" / "images" / "ferry.tar"
-OVERLAY = REPO / "hack" / "lab-manifests"
+MANIFESTS = REPO / "manifests"
 NODE1_DOCKER = "/run/ferry-lab/node1/docker.sock"  # hack/image builds there: the lab's Docker hosts have one
 NAMESPACE = "ferry-system"
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:ferry"
 RECOVERED = ("Succeeded", "RolledBack")
-# On top of the lab's overlay: test-pause annotations and a quick takeover, as the session's operator.
+# On top of manifests/: test-pause annotations and a quick takeover, as the session's operator.
 TEST_ARGS = ["--test-hooks", "--lease-seconds", "5"]
 
 
@@ -40,8 +40,9 @@ def run(*argv: str | Path, timeout: float = 900, **env: str) -> None:
 class Deployed:
     """The Deployment's pods, as the API server sees them."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, install: Path) -> None:
         self.lab = lab
+        self.install = install  # the kustomization applied
 
     def pods(self) -> list[dict[str, Any]]:
         found = self.lab.kubectl(
@@ -97,7 +98,7 @@ def deployed(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [os.path.relpath(OVERLAY, overlay)],  # kustomize takes no absolute path
+                "resources": [os.path.relpath(MANIFESTS, overlay)],  # kustomize takes no absolute path
                 "patches": [
                     {"target": {"kind": "Deployment", "name": "ferry"}, "patch": yaml.safe_dump(patch)}
                 ],
@@ -111,12 +112,12 @@ def deployed(
         lab.docker("node1", "image", "prune", "-f", check=False)
         run(NODE_SCRIPT, "load", IMAGE_FILE)
         lab.kubectl("apply", "-k", str(overlay))
-        deployment = Deployed(lab)
+        deployment = Deployed(lab, overlay)
         deployment.wait_ready()
         yield deployment
     finally:
         lab.kubectl("delete", "deployment", "ferry", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-        wait_for(lambda: not Deployed(lab).pods(), 120, "the ferry pods to go")
+        wait_for(lambda: not Deployed(lab, overlay).pods(), 120, "the ferry pods to go")
         run(NODE_SCRIPT, "down", timeout=300)
         operator.start()
 
@@ -213,3 +214,23 @@ def test_the_pods_used_only_what_their_rbac_grants_and_their_metrics_count_the_m
     assert max(scrape.value("ferry_host_ready", host="node2") for scrape in scrapes) == 1.0
     for pod in pods:
         assert "Forbidden" not in deployed.logs(pod["metadata"]["name"])
+
+
+def test_applying_the_install_again_changes_nothing(deployed: Deployed) -> None:
+    applied = deployed.lab.kubectl("apply", "-k", str(deployed.install)).stdout.splitlines()
+    assert applied and all(line.endswith(" unchanged") for line in applied), applied
+
+
+def test_applying_a_finished_migration_again_changes_nothing_and_moves_nothing(deployed: Deployed) -> None:
+    lab = deployed.lab
+    counter, name = Counter(lab), unique("mig-deployed-gitops")
+    lab.migration(name, counter.name, target="node2")
+    assert lab.wait_until(name, timeout=180)["status"]["phase"] == "Succeeded"
+    before = lab.get_migration(name)
+
+    lab.migration(name, counter.name, target="node2")  # what a GitOps tool does on every sync
+
+    after = lab.get_migration(name)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["status"] == before["status"]
+    assert counter.assert_runs_once_and_continuous() == "node2"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from ferry.api import SpecError
 from ferry.hosts import processes
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
@@ -150,7 +151,7 @@ class DockerCheckpoints:
         if self.state.phase.is_terminal and not self.ctx.request.spec.dry_run:  # a dry run made nothing
             try:
                 self.ended()
-            except HostError as error:
+            except (HostError, SpecError) as error:  # a host unreachable, or its DockerHost gone
                 log.warning("could not remove the fast path's files of %s: %s", self.ctx.request.uid, error)
 
     def ended(self) -> None:
