@@ -205,13 +205,11 @@ class ProcessMigration(MigrationSteps):
         for shell in self._shells.values():
             shell.close()
         self._shells = {}
-        if (
-            self.state.phase.is_terminal
-            and self.state.target_host is not None
-            and self.target.peer is not None
-        ):
+        if self.state.phase.is_terminal and self.state.target_host is not None:
             try:
-                withdraw_stream_keys(self.source.ssh, self.target.ssh, self.target.peer, self.ctx.request.uid)
+                target = self.target
+                if target.peer is not None:
+                    withdraw_stream_keys(self.source.ssh, target.ssh, target.peer, self.ctx.request.uid)
             except (HostError, SpecError) as error:  # a host unreachable, or its DockerHost gone
                 log.warning("could not withdraw the stream keys of %s: %s", self.ctx.request.uid, error)
 
