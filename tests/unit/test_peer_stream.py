@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from ferry.hosts.peer_stream import (
     authorized_line,
     new_key,
     remove_private_keys,
+    revoke_keys,
 )
 from ferry.hosts.tree_copy import Baseline, _unpack, bulk_commands, final_commands
 from tests.unit.fakes import FakeCommands
@@ -132,3 +134,97 @@ def test_the_producers_byte_count_reaches_the_operator_whole_whatever_the_target
     assert total is not None and int(total.group(1)) == 42, sent.stderr
     assert b"the target says something" in sent.stderr
     assert not key.exists() and not (tmp_path / "key.err").exists()
+
+
+def send_with(tmp_path: Path, fake_ssh: str) -> subprocess.Popen[bytes]:
+    """Starts SEND with `fake_ssh` standing in for OpenSSH's client; "go" is never sent."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(fake_ssh)
+    (bin_dir / "ssh").chmod(0o755)
+    key = tmp_path / "key"
+    key.write_text("private")
+    (tmp_path / "key.known").write_text("known")
+    argv = ["sh", "-c", SEND, "ferry-send", str(key), f"{key}.known", "22", "root@peer", "", "true"]
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+    )
+
+
+def test_a_sender_whose_ssh_is_refused_ends_at_once_with_why_without_waiting_for_go(tmp_path: Path) -> None:
+    refused = "#!/bin/sh\necho 'root@peer: Permission denied (publickey).' >&2\nexit 255\n"
+    sender = send_with(tmp_path, refused)
+    try:
+        status = sender.wait(timeout=10)  # its stdin stays open: no "go" ever comes
+    finally:
+        sender.kill()
+
+    assert status == 255
+    assert sender.stdout is not None and b"ready" not in sender.stdout.read()
+    assert sender.stderr is not None and b"Permission denied (publickey)" in sender.stderr.read()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bin"]
+
+
+def test_a_sender_waits_for_go_while_its_ssh_is_connected(tmp_path: Path) -> None:
+    connected = "#!/bin/sh\necho ready\ncat > /dev/null\n"
+    sender = send_with(tmp_path, connected)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            sender.wait(timeout=1)
+        assert sender.stdin is not None
+        sender.stdin.write(b"go\n")
+        sender.stdin.close()
+        assert sender.wait(timeout=10) == 0
+    finally:
+        sender.kill()
+
+
+def revoke_here(authorized_keys: Path, comment: str) -> None:
+    """Runs the very command `revoke_keys` sends to a target, on this machine."""
+    host = FakeCommands()
+    revoke_keys(host, str(authorized_keys), comment)
+    [(argv, _)] = host.calls
+    subprocess.run(argv, check=True, timeout=10)
+
+
+def test_revoking_removes_the_keys_of_a_tag_and_keeps_the_others_and_the_files_mode(tmp_path: Path) -> None:
+    keys = tmp_path / "authorized_keys"
+    keys.write_text(
+        "ssh-ed25519 A admin\nrestrict ssh-ed25519 B ferry:uid-1:aa\nrestrict ssh-ed25519 C ferry:uid-10:bb\n"
+    )
+    keys.chmod(0o640)
+
+    revoke_here(keys, "ferry:uid-1:")
+
+    assert keys.read_text() == "ssh-ed25519 A admin\nrestrict ssh-ed25519 C ferry:uid-10:bb\n"
+    assert keys.stat().st_mode & 0o777 == 0o640
+    assert not (tmp_path / "authorized_keys.ferry-new").exists()
+
+
+def test_revoking_through_a_symlink_rewrites_the_file_it_points_to(tmp_path: Path) -> None:
+    managed = tmp_path / "managed_keys"
+    managed.write_text("ssh-ed25519 A admin\nrestrict ssh-ed25519 B ferry:uid-1:aa\n")
+    (tmp_path / "authorized_keys").symlink_to(managed)
+
+    revoke_here(tmp_path / "authorized_keys", "ferry:uid-1:")
+
+    assert (tmp_path / "authorized_keys").is_symlink()
+    assert managed.read_text() == "ssh-ed25519 A admin\n"
+
+
+def test_a_reader_that_takes_no_lock_never_sees_the_file_half_rewritten(tmp_path: Path) -> None:
+    keys = tmp_path / "authorized_keys"
+    keys.write_text("".join(f"restrict ssh-ed25519 {'K' * 60} other:{n}\n" for n in range(2000)) + "admin\n")
+    host = FakeCommands()
+    revoke_keys(host, str(keys), "ferry:none:")
+    [(argv, _)] = host.calls
+    revoking = subprocess.Popen(["sh", "-c", f"for i in $(seq 100); do {shlex.join(argv)}; done"])
+    try:
+        seen = [keys.read_text().endswith("admin\n") for _ in range(3000) if revoking.poll() is None]
+    finally:
+        revoking.wait(timeout=60)
+    assert seen and all(seen)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ferry.hosts.errors import last_line
 from ferry.hosts.ssh import CommandFailed, Commands, SSHSession
 from ferry.hosts.streams import ArmedCommand, Moved, Pipe, TransferFailed
 
@@ -38,20 +39,30 @@ KEYS_DIR = "/var/lib/ferry/keys"  # private halves on the source, one file per s
 # first byte sent says which ("z" lz4, "n" plain). The producer's error output is kept aside and
 # printed once the connection ended: the target's messages come through the same ssh client's stderr,
 # and tar writes its "Total bytes written" line in pieces, so the two would interleave.
+# An ssh client that ends before "go" (refused, unreachable) signals the script, which then ends at
+# once with ssh's status and message instead of leaving the operator waiting for "ready".
 # AES-GCM first: with AES-NI it is the cheapest authenticated encryption OpenSSH offers.
 SEND = r"""set -eu
 key=$1 known=$2 port=$3 destination=$4 sample=$5; shift 5
 fifo=$key.fifo
 rm -f -- "$fifo" "$key.status" && mkfifo -m 0600 -- "$fifo"
 trap 'rm -f -- "$key" "$known" "$fifo" "$key.status" "$key.err"' EXIT
-ssh -F /dev/null -T -i "$key" -p "$port" -o BatchMode=yes -o IdentitiesOnly=yes \
-  -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known" -o GlobalKnownHostsFile=/dev/null \
-  -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
-  -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
-  -- "$destination" < "$fifo" &
+trap 'sent=0; wait "$sender" || sent=$?; echo "ssh ended before the stream started" >&2; exit "$sent"' USR1
+main=$$
+(
+  ended=0
+  ssh -F /dev/null -T -i "$key" -p "$port" -o BatchMode=yes -o IdentitiesOnly=yes \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known" -o GlobalKnownHostsFile=/dev/null \
+    -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
+    -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
+    -- "$destination" < "$fifo" || ended=$?
+  kill -USR1 "$main" 2>/dev/null || true
+  exit "$ended"
+) &
 sender=$!
 exec 3> "$fifo"
 read -r _
+trap '' USR1
 compress=n
 if [ -n "$sample" ]; then
   largest=$(ls -S -- "$sample" 2>/dev/null | head -n 1)
@@ -83,6 +94,10 @@ RECEIVE = [
     'echo ready && if [ "$(dd bs=1 count=1 2>/dev/null)" = z ]; then lz4 -d -q | "$@"; else "$@"; fi',
     "ferry-receive-stream",
 ]
+# Appends a key line; the lock (a file of its own, see REVOKE) keeps it from a concurrent rewrite.
+AUTHORIZE = (
+    'umask 077 && install -d -m 0700 -- "${1%/*}" && flock "$1.ferry-lock" sh -c \'cat >> "$1"\' - "$1"'
+)
 TOTAL = re.compile(rb"Total bytes written: (\d+)")
 
 
@@ -138,9 +153,8 @@ class PeerStream:
         private, public = new_key(self.comment)
         forced = [*RECEIVE, *pipe.consumer]
         line = authorized_line(public, forced, source_address, datetime.now(UTC) + KEY_LIFETIME)
-        authorize = 'umask 077 && install -d -m 0700 -- "${1%/*}" && flock "$1" sh -c \'cat >> "$1"\' - "$1"'
         target.run(
-            ["sh", "-c", authorize, "ferry-authorize", peer.authorized_keys], input=f"{line}\n".encode()
+            ["sh", "-c", AUTHORIZE, "ferry-authorize", peer.authorized_keys], input=f"{line}\n".encode()
         )
         key_file = f"{KEYS_DIR}/{self.comment.replace(':', '-')}"
         known_as = peer.address if peer.port == 22 else f"[{peer.address}]:{peer.port}"
@@ -175,10 +189,8 @@ class PeerStream:
             broke = error or type(error).__name__
             raise TransferFailed(f"stream from {self.pipe} broke: {broke}") from None
         if ended.status != 0:
-            detail = ended.stderr.decode(errors="replace").strip().splitlines()
             raise TransferFailed(
-                f"stream from {self.pipe} failed (exit {ended.status}): "
-                f"{detail[-1] if detail else 'no error output'}"
+                f"stream from {self.pipe} failed (exit {ended.status}): {last_line(ended.stderr)}"
             )
         total = TOTAL.search(ended.stderr)
         moved = int(total.group(1)) if total else 0
@@ -207,13 +219,25 @@ def remove_private_keys(source: Commands, tag: str) -> None:
     source.run(["sh", "-c", 'rm -f -- "$1/ferry-$2-"*', "ferry-unkey", KEYS_DIR, tag], timeout=30)
 
 
-def revoke_keys(target: SSHSession, authorized_keys: str, comment: str) -> None:
+# Writes the remaining keys beside the file and renames it over: sshd, which takes no lock, reads
+# either the old file or the new one, never one half rewritten (which refused concurrent streams'
+# keys). The lock is a file of its own, as the renamed file's inode changes under a lock held on it.
+REVOKE = r"""set -eu
+umask 077
+exec 9>> "$1.ferry-lock"
+flock 9
+file=$(readlink -f -- "$1")
+[ -e "$file" ] || exit 0
+grep -vF -- " $2" "$file" > "$file.ferry-new" || [ $? -eq 1 ]
+chown --reference="$file" -- "$file.ferry-new"
+chmod --reference="$file" -- "$file.ferry-new"
+mv -f -- "$file.ferry-new" "$file"
+"""
+
+
+def revoke_keys(target: Commands, authorized_keys: str, comment: str) -> None:
     """Removes the authorized keys whose comment is `comment` or starts with it (a tag)."""
-    script = (
-        'flock "$1" sh -c \'grep -vF -- " $2" "$1" > "$1.ferry-new"; cat "$1.ferry-new" > "$1"; '
-        'rm -f "$1.ferry-new"\' - "$1" "$2"'
-    )
     try:
-        target.run(["sh", "-c", script, "ferry-revoke", authorized_keys, comment], timeout=30)
+        target.run(["sh", "-c", REVOKE, "ferry-revoke", authorized_keys, comment], timeout=30)
     except CommandFailed as error:
         log.warning("could not withdraw stream key %s on %s: %s", comment, target.name, error)

@@ -18,7 +18,7 @@ from typing import Protocol
 import paramiko
 
 from ferry.hosts import host_calls
-from ferry.hosts.errors import HostError
+from ferry.hosts.errors import HostError, last_line
 
 DEAD_LINK_SECONDS = 15
 
@@ -35,8 +35,7 @@ class CommandFailed(HostError):
     def __init__(self, host: str, argv: Sequence[str], exit_code: int, stderr: str) -> None:
         self.exit_code = exit_code
         self.stderr = stderr
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(f"`{shlex.join(argv)}` on {host} exited {exit_code}: {detail}")
+        super().__init__(f"`{shlex.join(argv)}` on {host} exited {exit_code}: {last_line(stderr)}")
 
 
 @dataclass(frozen=True)

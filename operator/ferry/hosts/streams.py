@@ -15,7 +15,7 @@ from typing import Protocol
 import paramiko
 
 from ferry.hosts import host_calls
-from ferry.hosts.errors import HostError
+from ferry.hosts.errors import HostError, last_line
 from ferry.hosts.ssh import CommandFailed, SSHSession
 
 CHUNK = 1 << 20
@@ -54,7 +54,8 @@ def wait_until_ready(channel: paramiko.Channel, host: str) -> None:
         while not received.endswith(READY):
             byte = channel.recv(1)
             if not byte:
-                raise TransferFailed(f"an armed command on {host} ended before it was ready")
+                said = last_line(channel.makefile_stderr("rb").read())
+                raise TransferFailed(f"an armed command on {host} ended before it was ready: {said}")
             received += byte
     except TimeoutError:
         raise TransferFailed(
