@@ -288,7 +288,12 @@ class FakeHost:
         self.ssh = self  # commands sent to its SSH session are answered as run() answers them
         self.stack = STACK
         self.sockets: list[str] = []  # lines of `ss -H -ltnu`
-        self.processes: list[tuple[int, int, int]] = [(1, 0, 9000), (42, 1, 2048)]  # pid, ppid, RSS in KiB
+        # pid, ppid, RSS in KiB, uid (real, effective and saved), command
+        self.processes: list[tuple[int, int, int, int, str]] = [
+            (1, 0, 9000, 0, "init"),
+            (42, 1, 2048, 0, "app"),
+        ]
+        self.capabilities = 0x1FFFFFFFFFF  # CapEff of the commands ferry runs here
         self.disk_available = 100 * GiB
         self.memory_available = 8 * GiB
         self.criu_check = (0, "Looks good.")  # exit code, output
@@ -327,8 +332,15 @@ class FakeHost:
             return _output("".join(f"{line}\n" for line in self.sockets))
         if command[:3] == ["df", "-B1", "--output=avail"]:
             return _output(f"       Avail\n{self.disk_available}\n")
-        if command == ["ps", "-e", "-o", "pid=,ppid=,rss="]:
-            return _output("".join(f"{pid:>5} {ppid:>5} {rss:>6}\n" for pid, ppid, rss in self.processes))
+        if command == ["ps", "-e", "-o", "pid=,ppid=,rss=,ruid=,euid=,suid=,comm="]:
+            return _output(
+                "".join(
+                    f"{pid:>5} {ppid:>5} {rss:>6} {uid:>5} {uid:>5} {uid:>5} {name}\n"
+                    for pid, ppid, rss, uid, name in self.processes
+                )
+            )
+        if command == ["cat", "/proc/self/status"]:
+            return _output(f"Name:\tcat\nCapEff:\t{self.capabilities:016x}\n")
         if command == ["criu", "check"]:
             exit_code, text = self.criu_check
             return CommandResult(exit_code, b"", text.encode())
@@ -562,6 +574,8 @@ def preflight_facts(**overrides: Any) -> Facts:
         "rootfs_bytes": 10 << 20,
         "volume_bytes": 0,
         "checkpoint_bytes": 100 << 20,
+        "other_users": [],
+        "source_checkpoints_other_users": True,
         "source_disk": Disk("/var/lib/docker", 100 * GiB),
         "target_disk": Disk("/var/lib/docker", 100 * GiB),
         "target_memory": 8 * GiB,

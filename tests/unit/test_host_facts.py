@@ -54,9 +54,37 @@ def test_available_memory_is_mem_available_in_bytes() -> None:
 
 def test_resident_memory_counts_a_process_and_its_descendants_only() -> None:
     host, docker_host = fake()
-    host.processes = [(1, 0, 9000), (42, 1, 1000), (43, 42, 200), (44, 43, 30), (50, 1, 7000)]
+    host.processes = [
+        (1, 0, 9000, 0, "init"),
+        (42, 1, 1000, 0, "nginx"),
+        (43, 42, 200, 33, "nginx"),
+        (44, 43, 30, 33, "sh"),
+        (50, 1, 7000, 0, "sshd"),
+    ]
 
-    assert facts.resident_bytes(docker_host, 42) == (1000 + 200 + 30) * 1024
+    tree = facts.process_tree(docker_host, 42)
+
+    assert facts.resident_bytes(tree) == (1000 + 200 + 30) * 1024
+    assert [(process.pid, process.uids, process.command) for process in tree] == [
+        (42, (0, 0, 0), "nginx"),
+        (43, (33, 33, 33), "nginx"),
+        (44, (33, 33, 33), "sh"),
+    ]
+
+
+def test_a_command_name_with_spaces_is_read_whole() -> None:
+    host, docker_host = fake()
+    host.processes = [(42, 1, 1000, 0, "tmux: server")]
+
+    assert facts.process_tree(docker_host, 42)[0].command == "tmux: server"
+
+
+def test_a_capability_is_read_from_what_the_commands_ferry_runs_hold() -> None:
+    host, docker_host = fake()
+    assert facts.has_capability(docker_host, facts.CAP_SYS_RESOURCE)
+    host.capabilities = 0x1FFFEFFFFFF  # a host that is itself a container without CAP_SYS_RESOURCE
+
+    assert not facts.has_capability(docker_host, facts.CAP_SYS_RESOURCE)
 
 
 def test_criu_not_on_the_path_reads_as_not_installed() -> None:

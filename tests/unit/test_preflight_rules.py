@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ferry.hosts.criu import CriuCheck
+from ferry.hosts.facts import Process
 from ferry.migration import preflight
 from ferry.migration.preflight import Check, Disk, evaluate, with_margin
 from tests.unit.fakes import GiB, preflight_facts
@@ -151,6 +152,34 @@ def test_a_failing_criu_check_is_reported_with_its_last_line() -> None:
 
     assert check.reason == "CRIUCheckFailed"
     assert "`criu check` fails on node1 (Error (criu/cr-check.c:1100): Kernel doesn't" in check.message
+
+
+# -- ProcessUsers
+
+NGINX_WORKERS = [Process(43, 1 << 20, (33, 33, 33), "nginx"), Process(44, 1 << 20, (33, 33, 33), "nginx")]
+
+
+def test_other_users_processes_on_a_host_whose_root_lacks_cap_sys_resource_are_refused_by_name() -> None:
+    (check,) = failed(other_users=NGINX_WORKERS, source_checkpoints_other_users=False)
+
+    assert (check.name, check.reason) == ("ProcessUsers", "CheckpointNotPermitted")
+    assert "root there lacks CAP_SYS_RESOURCE" in check.message
+    assert "it runs nginx (uid 33), nginx (uid 33)" in check.message
+    assert check.message.endswith("or use strategy: Cold")
+
+
+def test_processes_of_other_users_pass_where_root_may_checkpoint_them() -> None:
+    checks = evaluate(preflight_facts(other_users=NGINX_WORKERS))
+
+    assert ("ProcessUsers", True) in [(c.name, c.passed) for c in checks]
+
+
+def test_a_long_list_of_other_users_processes_is_cut_short() -> None:
+    many = [Process(pid, 0, (0, 1000, 0), "worker") for pid in range(10, 20)]
+
+    (check,) = failed(other_users=many, source_checkpoints_other_users=False)
+
+    assert "worker (uid 1000) and 6 more" in check.message
 
 
 # -- architecture and networks

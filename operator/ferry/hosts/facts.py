@@ -64,27 +64,53 @@ def available_memory_bytes(host: DockerHost) -> int:
     raise ValueError(f"/proc/meminfo on {host.name} has no MemAvailable")
 
 
-def resident_bytes(host: DockerHost, pid: int) -> int:
-    """The resident memory (RSS, as `ps` shows it) of a process and all its descendants.
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    resident_bytes: int  # RSS, as `ps` shows it
+    uids: tuple[int, int, int]  # real, effective, saved
+    command: str
+
+
+def process_tree(host: DockerHost, pid: int) -> list[Process]:
+    """A process and all its descendants, from one `ps` of the host."""
+    table = host.ssh.run(["ps", "-e", "-o", "pid=,ppid=,rss=,ruid=,euid=,suid=,comm="], timeout=30).text
+    children: dict[int, list[int]] = {}
+    found: dict[int, Process] = {}
+    for line in table.splitlines():
+        fields = line.split(None, 6)
+        if len(fields) == 7 and all(field.isdigit() for field in fields[:6]):
+            child, parent, kilobytes, real, effective, saved = (int(field) for field in fields[:6])
+            children.setdefault(parent, []).append(child)
+            found[child] = Process(child, kilobytes * 1024, (real, effective, saved), fields[6])
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            tree.append(found[current])
+        todo += children.get(current, [])
+    return tree
+
+
+def resident_bytes(tree: list[Process]) -> int:
+    """The resident memory of a process tree.
 
     It counts the pages shared with other processes (libraries) in each of them, so it is a little
     more than what CRIU dumps: an upper bound for the checkpoint's size.
     """
-    table = host.ssh.run(["ps", "-e", "-o", "pid=,ppid=,rss="], timeout=30).text
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and all(field.isdigit() for field in fields):
-            child, parent, kilobytes = (int(field) for field in fields)
-            children.setdefault(parent, []).append(child)
-            rss[child] = kilobytes * 1024
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        total += rss.get(current, 0)
-        todo += children.get(current, [])
-    return total
+    return sum(process.resident_bytes for process in tree)
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def has_capability(host: DockerHost, capability: int) -> bool:
+    """Whether commands ferry runs on the host (as its SSH user) hold `capability` (CapEff)."""
+    for line in host.ssh.run(["cat", "/proc/self/status"], timeout=30).text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "CapEff":
+            return bool(int(value.strip(), 16) >> capability & 1)
+    raise ValueError(f"/proc/self/status on {host.name} has no CapEff")
 
 
 def kernel_release(host: DockerHost) -> str:

@@ -73,6 +73,8 @@ class Facts:
     rootfs_bytes: int  # the writable layer
     volume_bytes: int  # what its local volumes hold: copied into the target's Docker root dir
     checkpoint_bytes: int  # the expected checkpoint: the container's resident memory (0 when Cold)
+    other_users: list[facts.Process]  # its processes not all of whose uids are root's (none when Cold)
+    source_checkpoints_other_users: bool  # the source's root holds CAP_SYS_RESOURCE (CRIU needs it then)
     source_disk: Disk  # where the checkpoint is written (the Docker root dir)
     target_disk: Disk  # where the image, layer and checkpoint arrive (the Docker root dir)
     target_memory: int  # MemAvailable
@@ -128,6 +130,8 @@ def gather(
     networks = sorted(set(info.get("NetworkSettings", {}).get("Networks") or {}) - BUILTIN_NETWORKS)
     volumes = named_volumes(info)
     criu = {host.name: host.criu.check() for host in (source, target)} if live else {}
+    tree = facts.process_tree(source, int(info["State"]["Pid"])) if live else []
+    other_users = [process for process in tree if any(process.uids)]
     cpu = (
         target.criu.cpuinfo_check(source.criu.cpuinfo())
         if criu and all(c.passed for c in criu.values())
@@ -147,7 +151,10 @@ def gather(
         target_architecture=facts.architecture(target),
         rootfs_bytes=source.engine.writable_layer_bytes(info["Id"]),
         volume_bytes=sum(source.files.directory_bytes(path) for path in local_volume_dirs(info)),
-        checkpoint_bytes=facts.resident_bytes(source, int(info["State"]["Pid"])) if live else 0,
+        checkpoint_bytes=facts.resident_bytes(tree),
+        other_users=other_users,
+        source_checkpoints_other_users=not other_users
+        or facts.has_capability(source, facts.CAP_SYS_RESOURCE),
         source_disk=_disk(source),
         target_disk=_disk(target),
         target_memory=facts.available_memory_bytes(target),
@@ -296,6 +303,28 @@ def criu_works(f: Facts) -> Check | None:
     return Check("CRIUCheck", True, f"`criu check` passes on {' and '.join(f.criu)}")
 
 
+def other_users_checkpointable(f: Facts) -> Check | None:
+    """CRIU reads each process's resource limits (prlimit); for a process of another user the kernel
+    allows that to root only with CAP_SYS_RESOURCE, which some hosts' root lacks (a host that is
+    itself a container, for one): the dump would fail after the freeze began."""
+    if not f.other_users:
+        return None
+    named = ", ".join(f"{process.command} (uid {process.uids[1]})" for process in f.other_users[:4])
+    if len(f.other_users) > 4:
+        named += f" and {len(f.other_users) - 4} more"
+    if f.source_checkpoints_other_users:
+        return Check("ProcessUsers", True, f"{f.source} may checkpoint the processes of other users: {named}")
+    return Check(
+        "ProcessUsers",
+        False,
+        f"CRIU cannot checkpoint the container's processes of users other than root on {f.source}: "
+        f"root there lacks CAP_SYS_RESOURCE, without which the kernel refuses CRIU their resource "
+        f"limits; it runs {named}: run its processes as root, give {f.source}'s root "
+        "CAP_SYS_RESOURCE, or use strategy: Cold",
+        "CheckpointNotPermitted",
+    )
+
+
 def cpu_compatible(f: Facts) -> Check | None:
     if f.cpu is None:
         return None
@@ -403,6 +432,7 @@ RULES: tuple[Callable[[Facts], Check | None], ...] = (
     source_disk_space,
     target_memory,
     criu_works,
+    other_users_checkpointable,
     cpu_compatible,
     architecture_matches,
     networks_exist,
