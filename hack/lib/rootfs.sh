@@ -9,7 +9,7 @@ DEBIAN_MIRROR=${FERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${FERRY_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 DEBIAN_SUITE=bookworm
 # Bumped when make_rootfs changes what goes into a tarball: a new recipe, a new cache file.
-ROOTFS_RECIPE=2
+ROOTFS_RECIPE=3
 
 # shellcheck source=hack/lib/mounts.sh
 . "${BASH_SOURCE[0]%/*}/mounts.sh"
@@ -49,7 +49,9 @@ SOURCES
   find "$root/dev" -mindepth 1 -delete 2>/dev/null || true
   : > "$root/etc/resolv.conf"
   : > "$root/etc/hostname"
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/* "$root"/tmp/* \
+  # Log files go, their directories stay: services (nginx) open their logs there.
+  find "$root/var/log" -type f -delete
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/tmp/* \
     "$root"/usr/share/man "$root"/usr/share/info "$root"/usr/share/locale
   find "$root/usr/share/doc" -type f ! -name copyright -delete
   rm -f "$root.log"
