@@ -18,13 +18,15 @@ def lab() -> Lab:
 
 @pytest.fixture(autouse=True)
 def remove_new_containers(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Containers a test starts, then the volumes it makes, are removed after it, so that later tests
-    run on a quiet lab."""
+    """Containers a test starts, then the volumes and networks it makes, are removed after it, so
+    that later tests run on a quiet lab."""
     if "lab" not in request.fixturenames:
         yield
         return
     lab: Lab = request.getfixturevalue("lab")
-    before = {host: (lab.container_names(host), lab.volume_names(host)) for host in HOSTS}
+    before = {
+        host: (lab.container_names(host), lab.volume_names(host), lab.network_names(host)) for host in HOSTS
+    }
     yield
     for host in HOSTS:
         new = sorted(lab.container_names(host) - before[host][0])
@@ -33,6 +35,9 @@ def remove_new_containers(request: pytest.FixtureRequest) -> Iterator[None]:
         made = sorted(lab.volume_names(host) - before[host][1])
         if made:
             lab.docker(host, "volume", "rm", "-f", *made, check=False)
+        networks = sorted(lab.network_names(host) - before[host][2])
+        if networks:
+            lab.docker(host, "network", "rm", *networks, check=False)
 
 
 @pytest.fixture(scope="session")

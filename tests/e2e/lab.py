@@ -96,6 +96,9 @@ class Lab:
     def volume_names(self, host: str) -> set[str]:
         return set(self.docker(host, "volume", "ls", "-q").stdout.split())
 
+    def network_names(self, host: str) -> set[str]:
+        return set(self.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split())
+
     def volume_path(self, host: str, volume: str) -> Path:
         """Where the volume's content is; the lab's hosts share one filesystem with the tests."""
         return Path(self.docker(host, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip())

@@ -7,6 +7,7 @@ rolls back whole when its restore on the target fails."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -373,4 +374,97 @@ def test_postgres_rolls_back_whole_when_its_restore_fails(services: Lab, operato
         [inserter.committed, inserter.committed]
     ]
     assert started_at(source, port) == started
+    assert runs_only_on(lab, "node1", container)
+
+
+# -- user-defined networks (every compose project has one)
+
+
+def project_network(lab: Lab) -> tuple[str, str]:
+    """A compose-like network on node1 only, on a subnet of its own: (name, subnet)."""
+    name = unique("shop_default")
+    subnet = f"172.29.{int(name[-2:], 16)}.0/24"
+    lab.docker(
+        "node1",
+        "network",
+        "create",
+        "--subnet",
+        subnet,
+        "--label",
+        "com.docker.compose.project=shop",
+        "--label",
+        "com.docker.compose.network=default",
+        name,
+    )
+    return name, subnet
+
+
+def start_cache(lab: Lab, network: str) -> str:
+    """Redis as `cache` on the network, holding one key."""
+    container = unique("cache")
+    lab.run_container(
+        "node1",
+        container,
+        "exec redis-server --save '' --appendonly no --protected-mode no",
+        "--network",
+        network,
+        "--network-alias",
+        "cache",
+        image=SERVICES,
+    )
+    wait_for(
+        lambda: ask_cache(lab, "node1", network, "SET", "greeting", "hello") == "OK", 30, "redis as cache"
+    )
+    return container
+
+
+def ask_cache(lab: Lab, host: str, network: str, *words: str) -> str:
+    """What `cache` answers a client container on that network and host (by its name)."""
+    asked = lab.docker(
+        host, "run", "--rm", "--network", network, SERVICES, "redis-cli", "-h", "cache", *words, check=False
+    )
+    return asked.stdout.strip()
+
+
+def networks_made_by(lab: Lab, host: str, uid: str) -> list[str]:
+    listed = lab.docker(host, "network", "ls", "-q", "--filter", f"label=ferry.dev/migration={uid}")
+    return listed.stdout.split()
+
+
+def test_a_container_on_a_network_the_target_lacks_moves_with_that_network_and_its_alias(
+    services: Lab, operator: OperatorProcess
+) -> None:
+    lab = services
+    network, subnet = project_network(lab)
+    container = start_cache(lab, network)
+    name = unique("mig-network")
+
+    lab.migration(name, container, target="node2")
+    status = lab.wait_until(name, timeout=TIMEOUT)["status"]
+
+    assert status["phase"] == "Succeeded", status
+    made = json.loads(lab.docker("node2", "network", "inspect", network).stdout)[0]
+    assert made["Driver"] == "bridge" and made["IPAM"]["Config"][0]["Subnet"] == subnet
+    assert made["Labels"]["com.docker.compose.project"] == "shop"
+    assert ask_cache(lab, "node2", network, "GET", "greeting") == "hello"  # by its alias, its memory kept
+    assert runs_only_on(lab, "node2", container)
+
+
+def test_a_network_made_on_the_target_goes_when_the_migration_rolls_back(
+    services: Lab, operator: OperatorProcess
+) -> None:
+    lab = services
+    network, _ = project_network(lab)
+    container = start_cache(lab, network)
+    name = unique("mig-network-back")
+
+    with fake_criu(lab, "node2", FAILING_RESTORE):
+        lab.migration(name, container, target="node2")
+        status = lab.wait_until(name, timeout=TIMEOUT)["status"]
+
+    assert status["phase"] == "RolledBack", status
+    uid = lab.get_migration(name)["metadata"]["uid"]
+    assert network not in lab.network_names("node2")
+    assert networks_made_by(lab, "node2", uid) == []
+    assert ask_cache(lab, "node1", network, "GET", "greeting") == "hello"
     assert runs_only_on(lab, "node1", container)

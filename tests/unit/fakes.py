@@ -16,7 +16,7 @@ from typing import Any, cast
 from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, Workload
 from ferry.client.kube import ClientError
 from ferry.hosts.criu import Criu, CriuCheck
-from ferry.hosts.docker_engine import NotFound
+from ferry.hosts.docker_engine import DockerError, NotFound
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import PeerEndpoint
 from ferry.hosts.ssh import CommandFailed, CommandResult, SSHError
@@ -63,7 +63,11 @@ class FakeEngine:
         self.volumes: dict[str, dict[str, str]] = {}  # name -> labels
         self.anonymous_volumes: dict[str, list[str]] = {}  # container -> the volumes `rm -v` removes
         self.images: dict[str, dict[str, Any]] = {}
-        self.networks = {"bridge", "host", "none"}
+        # `docker network inspect` of each, by name
+        self.networks: dict[str, dict[str, Any]] = {
+            name: {"Name": name, "Driver": driver, "Scope": "local", "Labels": {}}
+            for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null"))
+        }
         self.architecture = "x86_64"  # as `docker info` says it
         self.experimental = True
         self.failing: dict[str, Exception] = {}
@@ -165,6 +169,32 @@ class FakeEngine:
 
     def network_names(self) -> set[str]:
         return set(self.networks)
+
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        self._call("inspect_network", name)
+        if name not in self.networks:
+            raise NotFound(f"network {name} on {self.host}: not found")
+        return self.networks[name]
+
+    def create_network(self, spec: dict[str, Any]) -> None:
+        """As Docker: a name taken, or a subnet another network of this host has, is refused."""
+        self._call("create_network", spec["Name"])
+        if spec["Name"] in self.networks:
+            raise DockerError(f"creating network {spec['Name']} on {self.host} failed: already exists")
+        subnets = {pool["Subnet"] for pool in spec.get("IPAM", {}).get("Config") or []}
+        taken = {
+            pool["Subnet"] for n in self.networks.values() for pool in n.get("IPAM", {}).get("Config") or []
+        }
+        if subnets & taken:
+            raise DockerError(f"creating network {spec['Name']} on {self.host} failed: Pool overlaps")
+        self.networks[spec["Name"]] = dict(spec)
+
+    def networks_labelled(self, key: str, value: str) -> list[str]:
+        return sorted(name for name, n in self.networks.items() if (n.get("Labels") or {}).get(key) == value)
+
+    def remove_network(self, name: str) -> None:
+        self._call("remove_network", name)
+        self.networks.pop(name, None)
 
     def list_checkpoints(self, container_id: str) -> list[str]:
         self._call("list_checkpoints", container_id)
@@ -583,6 +613,7 @@ def preflight_facts(**overrides: Any) -> Facts:
         "cpu": CriuCheck(0, ""),
         "networks": [],
         "target_networks": {"bridge", "host", "none"},
+        "networks_unmakeable": {},
         "volumes": [],
         "volumes_on_target": [],
         **overrides,

@@ -195,11 +195,28 @@ def test_an_image_of_another_architecture_than_the_target_fails() -> None:
     )
 
 
-def test_a_network_missing_on_the_target_is_named() -> None:
-    (check,) = failed(networks=["backend", "frontend"], target_networks={"bridge", "frontend"})
+def test_a_missing_network_ferry_cannot_make_is_named_with_its_driver() -> None:
+    (check,) = failed(
+        networks=["backend", "frontend"],
+        target_networks={"bridge", "frontend"},
+        networks_unmakeable={"backend": "overlay, swarm scope"},
+    )
 
     assert (check.name, check.reason) == ("Networks", "NetworkMissing")
-    assert check.message.startswith("network backend does not exist on node2: create it there first")
+    assert check.message.startswith(
+        "network backend (overlay, swarm scope) does not exist on node2, and ferry makes only local bridge"
+    )
+    assert check.message.endswith("create it there first (docker network create), with the same options")
+
+
+def test_a_missing_local_bridge_network_passes_saying_it_will_be_made() -> None:
+    checks = evaluate(
+        preflight_facts(networks=["backend", "frontend"], target_networks={"bridge", "frontend"})
+    )
+
+    [network] = [check for check in checks if check.name == "Networks"]
+    assert network.passed
+    assert network.message == "network backend will be made on node2 as node1 has it"
 
 
 # -- the outcome

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+import docker.types
 import requests
 import urllib3
 from docker.transport.basehttpadapter import BaseHTTPAdapter
@@ -179,6 +180,41 @@ class DockerEngine:
         networks = cast(list[dict[str, Any]], self._call("docker network ls", self.api.networks))
         return {str(network["Name"]) for network in networks}
 
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._call(f"network {name}", self.api.inspect_network, name))
+
+    def create_network(self, spec: Mapping[str, Any]) -> None:
+        """A network as `docker network inspect` describes one (Name, Driver, IPAM, Options, ...);
+        Docker refuses a name taken already."""
+        ipam = spec.get("IPAM") or {}
+        self._call(
+            f"creating network {spec['Name']}",
+            self.api.create_network,
+            spec["Name"],
+            driver=spec.get("Driver"),
+            options=spec.get("Options") or None,
+            ipam=docker.types.IPAMConfig(
+                driver=ipam.get("Driver") or "default",
+                pool_configs=[
+                    docker.types.IPAMPool(**pool_arguments(pool)) for pool in ipam.get("Config") or []
+                ],
+                options=ipam.get("Options") or None,
+            ),
+            check_duplicate=True,
+            internal=bool(spec.get("Internal")),
+            labels=spec.get("Labels") or None,
+            enable_ipv6=bool(spec.get("EnableIPv6")),
+            attachable=bool(spec.get("Attachable")),
+        )
+
+    def networks_labelled(self, key: str, value: str) -> list[str]:
+        found = self._call("docker network ls", self.api.networks, filters={"label": f"{key}={value}"})
+        return [str(network["Name"]) for network in found]
+
+    def remove_network(self, name: str) -> None:
+        with contextlib.suppress(NotFound):  # already gone
+            self._call(f"removing network {name}", self.api.remove_network, name)
+
     def has_image(self, image_id: str) -> bool:
         try:
             self._call(f"image {image_id}", self.api.inspect_image, image_id)
@@ -302,3 +338,14 @@ class DockerEngine:
 
     def close(self) -> None:
         self.api.close()
+
+
+def pool_arguments(pool: Mapping[str, Any]) -> dict[str, Any]:
+    """An IPAM pool as `docker network inspect` shows it, as the SDK's IPAMPool takes it."""
+    names = {
+        "Subnet": "subnet",
+        "IPRange": "iprange",
+        "Gateway": "gateway",
+        "AuxiliaryAddresses": "aux_addresses",
+    }
+    return {names[key]: value for key, value in pool.items() if key in names and value}

@@ -30,6 +30,7 @@ from ferry.migration.checkpoints import (
 )
 from ferry.migration.container_config import MIGRATION_LABEL, clone_create_body
 from ferry.migration.container_files import ContainerFiles
+from ferry.migration.container_networks import TargetNetworks
 from ferry.migration.context import MigrationContext
 from ferry.migration.continuity import ClientContinuity
 from ferry.migration.errors import HostError, Problem
@@ -56,6 +57,10 @@ class ContainerMigration(MigrationSteps):
     @cached_property
     def files(self) -> ContainerFiles:
         return ContainerFiles(self.ctx, self.source, self.target, live=self.live)
+
+    @cached_property
+    def networks(self) -> TargetNetworks:
+        return TargetNetworks(self.source, self.target, self.ctx.request.uid)
 
     @cached_property
     def continuity(self) -> ClientContinuity:
@@ -196,10 +201,12 @@ class ContainerMigration(MigrationSteps):
         if isinstance(self.checkpoints, RuncCheckpoints):
             body["HostConfig"]["Runtime"] = RUNTIME_NAME  # its create restores; otherwise it is runc
         try:
+            self.networks.make(info)
             self.files.make_target_volumes(info)
             return self.target.engine.create_container(name, body)
         except (HostError, Problem):
             self.attempt(f"removing the volumes made on {self.target.name}", self.files.remove_target_volumes)
+            self.attempt(f"removing the networks made on {self.target.name}", self.networks.remove)
             raise
 
     # -- Checkpointing: the freeze; downtime starts.
@@ -322,6 +329,7 @@ class ContainerMigration(MigrationSteps):
         not_done += self.attempt(
             f"removing the volumes copied to {self.target.name}", self.files.remove_target_volumes
         )
+        not_done += self.attempt(f"removing the networks made on {self.target.name}", self.networks.remove)
         if self.files.shared:  # it holds the workload's memory
             not_done += self.attempt(
                 f"removing the staging directory on {self.source.name}", self.files.remove_staging
@@ -342,9 +350,11 @@ class ContainerMigration(MigrationSteps):
 
     def target_cleanup(self) -> None:
         """Removes what this migration made for the target: the container (its checkpoint and
-        anonymous volumes with it), the named volumes made for it, and a staging directory."""
+        anonymous volumes with it), the named volumes and networks made for it, and a staging
+        directory."""
         self._remove_target_container()
         self.files.remove_target_volumes()
+        self.networks.remove()
         if self.files.shared:
             self.files.remove_staging()
 

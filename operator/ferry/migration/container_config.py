@@ -27,6 +27,7 @@ def clone_create_body(
     networks = info.get("NetworkSettings", {}).get("Networks") or {}
     custom = {
         name: {"Aliases": endpoint.get("Aliases")}
+        | ({"IPAMConfig": endpoint["IPAMConfig"]} if endpoint.get("IPAMConfig") else {})
         for name, endpoint in networks.items()
         if name not in BUILTIN_NETWORKS
     }

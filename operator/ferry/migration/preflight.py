@@ -21,13 +21,14 @@ from typing import Any
 from ferry.hosts import facts
 from ferry.hosts.criu import CriuCheck
 from ferry.hosts.docker_host import DockerHost
-from ferry.migration.container_config import BUILTIN_NETWORKS, MIGRATION_LABEL
+from ferry.migration.container_config import MIGRATION_LABEL
 from ferry.migration.container_data import (
     local_volume_dirs,
     named_volumes,
     published_port_ranges,
     published_ports,
 )
+from ferry.migration.container_networks import can_be_made, user_networks
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import Problem
 from ferry.migration.phases import Outcome, Phase
@@ -82,6 +83,7 @@ class Facts:
     cpu: CriuCheck | None  # the source's CPU checked on the target; None: Cold, or CRIU fails somewhere
     networks: list[str]  # the user-defined networks the container is on
     target_networks: set[str]
+    networks_unmakeable: dict[str, str]  # those missing on the target that ferry cannot make: drivers
     volumes: list[str]  # the named local volumes the container mounts: made new on the target
     volumes_on_target: list[str]  # those that exist there already (but not made by this migration)
     post_copy: PostCopyFacts | None = None  # spec.postCopy only
@@ -127,7 +129,9 @@ def gather(
     target before a restart is its own."""
     image_id: str = info["Image"]
     image = facts.image(source, image_id)
-    networks = sorted(set(info.get("NetworkSettings", {}).get("Networks") or {}) - BUILTIN_NETWORKS)
+    networks = user_networks(info)
+    target_networks = target.engine.network_names() if networks else set()
+    missing = [source.engine.inspect_network(name) for name in networks if name not in target_networks]
     volumes = named_volumes(info)
     criu = {host.name: host.criu.check() for host in (source, target)} if live else {}
     tree = facts.process_tree(source, int(info["State"]["Pid"])) if live else []
@@ -161,7 +165,12 @@ def gather(
         criu=criu,
         cpu=cpu,
         networks=networks,
-        target_networks=target.engine.network_names() if networks else set(),
+        target_networks=target_networks,
+        networks_unmakeable={
+            str(network["Name"]): f"{network.get('Driver')}, {network.get('Scope')} scope"
+            for network in missing
+            if not can_be_made(network)
+        },
         volumes=volumes,
         volumes_on_target=[name for name in volumes if _made_by_another(target, name, uid)],
         post_copy=_post_copy_facts(source, target, uid) if post_copy else None,
@@ -353,16 +362,22 @@ def architecture_matches(f: Facts) -> Check:
 
 
 def networks_exist(f: Facts) -> Check:
-    missing = [name for name in f.networks if name not in f.target_networks]
-    if missing:
+    """A missing local bridge network is made on the target (container_networks); others must exist."""
+    if f.networks_unmakeable:
+        named = ", ".join(f"{name} ({driver})" for name, driver in f.networks_unmakeable.items())
         return Check(
             "Networks",
             False,
-            f"network {', '.join(missing)} does not exist on {f.target}: create it there first "
-            "(docker network create), with the same options",
+            f"network {named} does not exist on {f.target}, and ferry makes only local bridge networks: "
+            "create it there first (docker network create), with the same options",
             "NetworkMissing",
         )
+    to_make = [name for name in f.networks if name not in f.target_networks]
     listed = ", ".join(f.networks) or "only Docker's built-in ones"
+    if to_make:
+        return Check(
+            "Networks", True, f"network {', '.join(to_make)} will be made on {f.target} as {f.source} has it"
+        )
     return Check("Networks", True, f"the networks the container is on exist on {f.target}: {listed}")
 
 
