@@ -270,6 +270,25 @@ def test_nginx_with_its_workers_moves_live_and_every_answer_is_the_page(
     assert runs_only_on(lab, "node2", container)
 
 
+def test_nginx_rolls_back_whole_when_its_restore_fails(services: Lab, operator: OperatorProcess) -> None:
+    lab = services
+    container, port, page = start_nginx(lab)
+    wait_for(lambda: len(nginx_processes(lab, "node1", container)) >= 2, 30, "nginx and its workers")
+    processes = nginx_processes(lab, "node1", container)
+    client = Client(f"http://{lab.address('node1')}:{port}/", time.monotonic() + TIMEOUT, timeout=PATIENCE)
+    client.start()
+    wait_for(lambda: any(code == 200 for _, code, _ in client.answers), 30, "the page on node1")
+
+    status = migrate(lab, container, "mig-nginx-back", restore_fails=True)
+    time.sleep(1.0)
+    client.stop.set()
+
+    assert status["phase"] == "RolledBack", status
+    assert [answer for answer in client.answers if answer[1:] != (200, page)] == []
+    assert nginx_processes(lab, "node1", container) == processes
+    assert runs_only_on(lab, "node1", container)
+
+
 # -- PostgreSQL
 
 # Run as root with hack/images/pretend-user.c telling it it is postgres (the lab's hosts cannot

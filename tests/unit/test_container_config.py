@@ -191,6 +191,17 @@ def test_custom_network_goes_into_networking_config_with_its_aliases() -> None:
     assert body["NetworkingConfig"] == {"EndpointsConfig": {"backend": {"Aliases": ["web", "api"]}}}
 
 
+def test_a_fixed_address_on_a_custom_network_is_kept() -> None:
+    fixed = {"IPv4Address": "10.0.0.5"}
+    body = clone_create_body(
+        inspect(networks={"backend": {"Aliases": ["web"], "IPAMConfig": fixed, "IPAddress": "10.0.0.5"}})
+    )
+
+    assert body["NetworkingConfig"] == {
+        "EndpointsConfig": {"backend": {"Aliases": ["web"], "IPAMConfig": fixed}}
+    }
+
+
 def test_only_custom_networks_go_into_networking_config() -> None:
     networks = {
         "bridge": {"Aliases": None},
