@@ -294,14 +294,17 @@ class FakeProcess:
     uids: tuple[int, ...] = (1000, 1000, 1000, 1000)
     flags: int = 0
     in_container: bool = False
+    fds: tuple[tuple[int, str], ...] = ()  # open file descriptors: (fd, what /proc/PID/fd/N links to)
 
     def inspected(self, pid: int) -> str:
         """The inspect script's output: exe, comm, session and flags, UIDs, mount namespaces, fds."""
         namespace = "mnt:[4026532000]" if self.in_container else "mnt:[4026531841]"
         uids = "\t".join(map(str, self.uids))
-        return (
+        fds = "".join(f"{fd} -> {path}\n" for fd, path in self.fds)
+        fixed = (
             f"{self.executable}\n{self.command}\n{pid} {self.flags}\n{uids}\n{namespace}\nmnt:[4026531841]\n"
         )
+        return fixed + fds
 
 
 class FakeHost:
@@ -333,6 +336,7 @@ class FakeHost:
         self.users = {0: "root", 1000: "app"}  # /etc/passwd
         self.pid_space = ("fake-boot-id", "pid:[4026531836]")  # boot id, PID namespace
         self.criu_version = "4.2"  # as `criu --version` says it
+        self.tmux = True  # installed
         self.reachable = True  # False: every command fails as a lost SSH connection does
         self.stopped: set[int] = set()  # PIDs stopped by a signal (state T in /proc/PID/stat)
         self.calls = calls
@@ -393,6 +397,8 @@ class FakeHost:
             return _output(f"{self.pid_space[0]}\n")
         if command == ["readlink", "/proc/self/ns/pid"]:
             return _output(f"{self.pid_space[1]}\n")
+        if command == ["tmux", "-V"]:
+            return _output("tmux 3.3a\n") if self.tmux else CommandResult(127, b"", b"tmux: not found")
         if command == ["criu", "--version"]:
             installed = self.criu_check[0] != 127
             version = f"Version: {self.criu_version}\n"

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from ferry.migration import preflight
 from ferry.migration.phases import Phase
-from ferry.migration.state import ConnectionHold, Metrics, MigrationState, PostCopy, Progress
+from ferry.migration.state import ConnectionHold, Metrics, MigrationState, PostCopy, Progress, Terminal
 from tests.unit.fakes import preflight_facts
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -106,6 +106,7 @@ def status_with_every_field() -> dict[str, Any]:
         mechanism="runc",
         restart_policy={"Name": "always", "MaximumRetryCount": 0},
         post_copy=PostCopy(port=27100, pages_arrived=True),
+        terminal=Terminal(host="node2", session="ferry-1a2b3c4d", attach="tmux -S s attach", log="/l"),
         operator_version="0.1.0",
         preflight=preflight.report(facts, preflight.evaluate(facts)),  # every key: a live move, image copied
         source_was_running=False,

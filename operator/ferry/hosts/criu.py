@@ -96,15 +96,14 @@ class Criu:
         self._commands.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
 
     def restore(self, images: str, *, shell_job: bool) -> None:
-        argv = [
-            "criu",
-            "restore",
-            "-D",
-            images,
-            "-W",
-            f"{images}.work",
-            "-o",
-            "restore.log",
-            "--restore-detached",
-        ]
-        self._commands.run([*argv, "--shell-job"] if shell_job else argv, timeout=900)
+        """Restores a plain process, detached: CRIU ends once it runs."""
+        self._commands.run([*restore_argv(images, shell_job=shell_job), "--restore-detached"], timeout=900)
+
+
+def restore_argv(images: str, *, shell_job: bool, pidfile: str | None = None) -> list[str]:
+    """`criu restore` of a plain process's images; with `pidfile`, CRIU writes the process's PID there
+    once it restored it."""
+    argv = ["criu", "restore", "-D", images, "-W", f"{images}.work", "-o", "restore.log"]
+    if pidfile is not None:
+        argv += ["--pidfile", pidfile]
+    return [*argv, "--shell-job"] if shell_job else argv

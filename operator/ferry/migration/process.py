@@ -11,17 +11,19 @@ import time
 from functools import partial
 
 from ferry.api import SpecError
-from ferry.hosts import processes
-from ferry.hosts.criu import Criu
+from ferry.hosts import processes, terminal
+from ferry.hosts.criu import Criu, restore_argv
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.errors import last_line
 from ferry.hosts.peer_stream import withdraw_stream_keys
 from ferry.hosts.shell import RemoteShell
 from ferry.hosts.ssh import Commands
 from ferry.hosts.streams import Stream
+from ferry.hosts.terminal import TerminalSession
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
 from ferry.migration.phases import Outcome, Phase
-from ferry.migration.state import format_duration, milliseconds, now
+from ferry.migration.state import Terminal, format_duration, milliseconds, now
 from ferry.migration.steps import MigrationSteps, unfinished
 from ferry.migration.workload_rules import process_problem
 
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 
 IMAGES_ROOT = "/var/lib/ferry/images"
 PID_RELEASE_SECONDS = 15.0  # on hosts sharing one kernel, the dumped PID is free once it is reaped
+TERMINAL_RESTORE_SECONDS = 120.0
+
+
+def terminal_status(session: TerminalSession) -> Terminal:
+    return Terminal(host=session.host, session=session.name, attach=session.attach, log=session.log)
 
 
 class ProcessMigration(MigrationSteps):
@@ -52,12 +59,9 @@ class ProcessMigration(MigrationSteps):
             raise Problem("ProcessNotFound", f"process {pid} does not exist on host {source.name}")
         if (refused := self._rules_problem(source, info)) is not None:
             raise refused
-        if (terminal := info.terminal_fd()) is not None:
-            raise Problem(
-                "TerminalNotSupported",
-                f"process {pid} ({info.command}) has a terminal (fd {terminal[0]} -> {terminal[1]}) that "
-                "CRIU cannot restore detached elsewhere; start it without one (setsid, output to a file)",
-            )
+        has_terminal = info.terminal_fd() is not None
+        if has_terminal:
+            self._check_terminals(pid, info.command)
         missing = processes.missing_paths(target.ssh, [info.executable, *info.open_files()])
         if missing:
             raise Problem(
@@ -77,7 +81,13 @@ class ProcessMigration(MigrationSteps):
                 )
         self.state.fingerprint_pid = pid
         self.state.fingerprint_stack = processes.stack_address(source.ssh, pid)
-        self.state.shell_job = info.shell_job
+        # A terminal is restored as CRIU restores a shell job's: onto a terminal of its own.
+        self.state.shell_job = info.shell_job or has_terminal
+        if has_terminal:
+            session = TerminalSession(target.name, f"ferry-{self.ctx.request.uid[:8]}")
+            self.state.terminal = terminal_status(session)
+            for host in (source, target):
+                terminal.make_directories(host.ssh)
         self.state.checkpoint_name = self.dumped
         for host, images in ((source, self.dumped), (target, self.received)):
             host.files.remove_tree(images)
@@ -87,6 +97,16 @@ class ProcessMigration(MigrationSteps):
             self.dumped, target.trees, self.received, fresh=True, armed=True, tag=self.ctx.request.uid
         )
         self._shells = {host.name: RemoteShell(host.ssh) for host in (source, target)}
+
+    def _check_terminals(self, pid: int, command: str) -> None:
+        """tmux on both hosts: the restore runs in a session of it (a rollback's on the source)."""
+        lacking = [host.name for host in (self.source, self.target) if not terminal.installed(host.ssh)]
+        if lacking:
+            raise Problem(
+                "TmuxMissing",
+                f"process {pid} ({command}) has a terminal: ferry restores it into a tmux session, and "
+                f"tmux is not installed on {' and '.join(lacking)}; install tmux there",
+            )
 
     def workload_problem(self) -> Problem | None:
         """The rules, on the process this run may act on: the one with the status's PID and stack
@@ -215,9 +235,35 @@ class ProcessMigration(MigrationSteps):
 
     def _restore_on(self, host: DockerHost, images: str) -> None:
         try:
-            Criu(self._on(host)).restore(images, shell_job=self._shell_job())
+            if self.state.terminal is None:
+                Criu(self._on(host)).restore(images, shell_job=self._shell_job())
+            else:
+                self._restore_in_terminal(host, images)
         except HostError as error:
             raise Problem("RestoreFailed", str(error)) from None
+
+    def _restore_in_terminal(self, host: DockerHost, images: str) -> None:
+        """Restores into a tmux session on `host`, where CRIU stays as the process's parent; done once
+        CRIU wrote the PID file, failed if the session ended first."""
+        assert self.state.terminal is not None
+        on, session = self._on(host), TerminalSession(host.name, self.state.terminal.session)
+        pidfile = f"{images}.work/restored.pid"
+        on.run(["rm", "-f", "--", pidfile], timeout=30)
+        terminal.start(on, session, restore_argv(images, shell_job=True, pidfile=pidfile))
+        deadline = time.monotonic() + TERMINAL_RESTORE_SECONDS
+        while not host.files.exists(pidfile):
+            if not terminal.running(on, session):
+                # CRIU's own errors are in its log; what kept it from starting, in the session's.
+                logs = [f"{images}.work/restore.log", session.log]
+                said = on.run(["tail", "-q", "-n", "1", "--", *logs], check=False, timeout=30)
+                raise Problem("RestoreFailed", f"criu restore on {host.name} failed: {last_line(said.text)}")
+            if time.monotonic() > deadline:
+                raise Problem(
+                    "RestoreFailed",
+                    f"criu restore on {host.name} did not finish within {TERMINAL_RESTORE_SECONDS:.0f}s",
+                )
+            time.sleep(0.05)
+        self.state.terminal = terminal_status(session)
 
     def _runs_on(self, host: DockerHost) -> bool:
         """The process runs its checkpointed memory in this host's network namespace."""

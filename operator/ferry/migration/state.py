@@ -135,6 +135,15 @@ class PostCopy(StatusPart):
     pages_arrived: bool = False
 
 
+class Terminal(StatusPart):
+    """status.terminal: the tmux session a process that had a terminal runs in since its restore."""
+
+    host: str
+    session: str
+    attach: str  # the command that attaches to it, as root on that host
+    log: str  # its output, appended whether or not anyone is attached
+
+
 class Progress(StatusPart):
     """status.progress: the bytes a long step moves, while the Migration runs (`kubectl get -w` shows
     its summary). Before the freeze it is written as the bytes move (ferry.migration.progress); inside
@@ -189,6 +198,7 @@ class MigrationState(StatusPart):
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
     post_copy: PostCopy | None = None
+    terminal: Terminal | None = None  # set in Preparing for a process with a terminal; host: where it runs
     operator_version: str | None = None  # of the operator that drove it last
     preflight: dict[str, Any] | None = None  # the checks before the freeze, as status.preflight shows them
     source_was_running: bool | None = None  # False: a stopped container, moved stopped (Cold)
