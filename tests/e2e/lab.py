@@ -41,6 +41,13 @@ KUBE_CACHE = REPO / ".lab" / "kube-cache"  # discovery of this lab only: a stale
 KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
 IMAGE = "ferry-lab/busybox:latest"
 MEMHOG = "ferry-lab/memhog:latest"  # hack/images/memhog.c: holds N MiB, prints a counter, checks its memory
+SERVICES = "ferry-lab/services:bookworm"  # hack/lab services: Redis, nginx, PostgreSQL from Debian
+REDIS_KEYS = 100_000
+# Redis Lua: ARGV[1] keys of about 1.1 KiB, each of its own content (about 130 MiB in Redis for 100,000).
+REDIS_FILL = (
+    "for i = 1, tonumber(ARGV[1]) do "
+    "redis.call('SET', 'k' .. i, string.rep(string.char(65 + i % 26), 1100) .. i) end"
+)
 BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
 AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's (peerTransfer)
 # test-pause annotations, quick takeovers, a host's readiness known within seconds

@@ -7,6 +7,7 @@ rolls back whole when its restore on the target fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,10 +19,20 @@ from typing import Any
 import pg8000.dbapi
 import pytest
 
-from tests.e2e.lab import Client, Lab, OperatorProcess, free_port, report, unique, wait_for
+from tests.e2e.lab import (
+    REDIS_FILL,
+    REDIS_KEYS,
+    SERVICES,
+    Client,
+    Lab,
+    OperatorProcess,
+    free_port,
+    report,
+    unique,
+    wait_for,
+)
 from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
 
-SERVICES = "ferry-lab/services:bookworm"
 PATIENCE = 15.0  # how long one call waits for its answer: a hold makes calls late, not lost
 TIMEOUT = 300.0  # a migration of 100+ MiB on a busy CI machine
 
@@ -62,15 +73,14 @@ class Caller:
         self._thread.join(timeout=PATIENCE + 5)
 
 
-def migrate(lab: Lab, container: str, prefix: str, *, restore_fails: bool = False) -> dict[str, Any]:
+def migrate(
+    lab: Lab, container: str, prefix: str, *, restore_fails: bool = False, redirect: bool = True
+) -> dict[str, Any]:
+    """Moves the container from node1 to node2 (its restore there failing, if asked): the status."""
     name = unique(prefix)
-    if restore_fails:
-        with fake_criu(lab, "node2", FAILING_RESTORE):
-            lab.migration(name, container, target="node2", redirect=True)
-            status: dict[str, Any] = lab.wait_until(name, timeout=TIMEOUT)["status"]
-    else:
-        lab.migration(name, container, target="node2", redirect=True)
-        status = lab.wait_until(name, timeout=TIMEOUT)["status"]
+    with fake_criu(lab, "node2", FAILING_RESTORE) if restore_fails else contextlib.nullcontext():
+        lab.migration(name, container, target="node2", redirect=redirect)
+        status: dict[str, Any] = lab.wait_until(name, timeout=TIMEOUT)["status"]
     return status
 
 
@@ -124,12 +134,6 @@ def redis(address: str, port: int, *words: str, timeout: float = PATIENCE) -> st
         return rest
 
 
-KEYS = 100_000
-# 100,000 keys of about 1.1 KiB, each of its own content; then a digest of every value in order.
-FILL = (
-    "for i = 1, tonumber(ARGV[1]) do "
-    "redis.call('SET', 'k' .. i, string.rep(string.char(65 + i % 26), 1100) .. i) end"
-)
 DIGEST = (
     "local h = '' for i = 1, tonumber(ARGV[1]) do "
     "h = redis.sha1hex(h .. redis.call('GET', 'k' .. i)) end return h"
@@ -148,14 +152,14 @@ def start_redis(lab: Lab) -> tuple[str, int]:
     )
     address = lab.address("node1")
     wait_for(lambda: answers(lambda: redis(address, port, "PING", timeout=2)), 30, "redis to answer")
-    redis(address, port, "EVAL", FILL, "0", str(KEYS), timeout=120)
+    redis(address, port, "EVAL", REDIS_FILL, "0", str(REDIS_KEYS), timeout=120)
     return container, port
 
 
 def redis_facts(address: str, port: int) -> tuple[str, str, int]:
     """(digest of the dataset, the server's run id, its memory in MiB)."""
     info = dict(line.split(":", 1) for line in redis(address, port, "INFO").splitlines() if ":" in line)
-    digest = redis(address, port, "EVAL", DIGEST, "0", str(KEYS), timeout=120)
+    digest = redis(address, port, "EVAL", DIGEST, "0", str(REDIS_KEYS), timeout=120)
     return digest, info["run_id"], int(info["used_memory"]) // 2**20
 
 
@@ -353,47 +357,56 @@ def started_at(address: str, port: int) -> Any:
     return query(address, port, "SELECT pg_postmaster_start_time()")[0][0]
 
 
-def test_postgres_moves_live_with_its_volume_and_loses_no_committed_row(
-    services: Lab, operator: OperatorProcess, request: pytest.FixtureRequest
-) -> None:
-    lab = services
+@dataclass
+class PostgresMove:
+    """PostgreSQL on node1, migrated (or rolled back) while a client inserts rows."""
+
+    container: str
+    port: int
+    volume: str
+    started: Any  # pg_postmaster_start_time() before the move
+    inserter: Inserter
+    client: Caller
+    status: dict[str, Any]
+
+
+def move_postgres(lab: Lab, prefix: str, *, restore_fails: bool = False) -> PostgresMove:
     container, port, volume = start_postgres(lab)
     source = lab.address("node1")
     started = started_at(source, port)
     inserter = Inserter(source, port)
-
     with Caller(inserter.insert) as client:
-        status = migrate(lab, container, "mig-postgres")
-    tell(request, "postgresql", status, len(client.answers) + len(client.failures), len(client.failures))
+        status = migrate(lab, container, prefix, restore_fails=restore_fails)
+    return PostgresMove(container, port, volume, started, inserter, client, status)
 
-    assert status["phase"] == "Succeeded", status
-    assert client.failures == []
-    target = lab.address("node2")
-    assert query(target, port, "SELECT count(*), min(n), max(n) FROM calls") == [
-        [inserter.committed, 1, inserter.committed]
+
+def test_postgres_moves_live_with_its_volume_and_loses_no_committed_row(
+    services: Lab, operator: OperatorProcess, request: pytest.FixtureRequest
+) -> None:
+    moved = move_postgres(services, "mig-postgres")
+    calls = len(moved.client.answers) + len(moved.client.failures)
+    tell(request, "postgresql", moved.status, calls, len(moved.client.failures))
+
+    assert moved.status["phase"] == "Succeeded", moved.status
+    assert moved.client.failures == []
+    target, committed = services.address("node2"), moved.inserter.committed
+    assert query(target, moved.port, "SELECT count(*), min(n), max(n) FROM calls") == [
+        [committed, 1, committed]
     ]
-    assert started_at(target, port) == started  # the same postmaster: nothing restarted
-    assert lab.volume_at("node2", container, "/var/lib/postgresql") == volume
-    assert runs_only_on(lab, "node2", container)
+    assert started_at(target, moved.port) == moved.started  # the same postmaster: nothing restarted
+    assert services.volume_at("node2", moved.container, "/var/lib/postgresql") == moved.volume
+    assert runs_only_on(services, "node2", moved.container)
 
 
 def test_postgres_rolls_back_whole_when_its_restore_fails(services: Lab, operator: OperatorProcess) -> None:
-    lab = services
-    container, port, _ = start_postgres(lab)
-    source = lab.address("node1")
-    started = started_at(source, port)
-    inserter = Inserter(source, port)
+    moved = move_postgres(services, "mig-postgres-back", restore_fails=True)
 
-    with Caller(inserter.insert) as client:
-        status = migrate(lab, container, "mig-postgres-back", restore_fails=True)
-
-    assert status["phase"] == "RolledBack", status
-    assert client.failures == []
-    assert query(source, port, "SELECT count(*), max(n) FROM calls") == [
-        [inserter.committed, inserter.committed]
-    ]
-    assert started_at(source, port) == started
-    assert runs_only_on(lab, "node1", container)
+    assert moved.status["phase"] == "RolledBack", moved.status
+    assert moved.client.failures == []
+    source, committed = services.address("node1"), moved.inserter.committed
+    assert query(source, moved.port, "SELECT count(*), max(n) FROM calls") == [[committed, committed]]
+    assert started_at(source, moved.port) == moved.started
+    assert runs_only_on(services, "node1", moved.container)
 
 
 # -- user-defined networks (every compose project has one)
@@ -445,21 +458,14 @@ def ask_cache(lab: Lab, host: str, network: str, *words: str) -> str:
     return asked.stdout.strip()
 
 
-def networks_made_by(lab: Lab, host: str, uid: str) -> list[str]:
-    listed = lab.docker(host, "network", "ls", "-q", "--filter", f"label=ferry.dev/migration={uid}")
-    return listed.stdout.split()
-
-
 def test_a_container_on_a_network_the_target_lacks_moves_with_that_network_and_its_alias(
     services: Lab, operator: OperatorProcess
 ) -> None:
     lab = services
     network, subnet = project_network(lab)
     container = start_cache(lab, network)
-    name = unique("mig-network")
 
-    lab.migration(name, container, target="node2")
-    status = lab.wait_until(name, timeout=TIMEOUT)["status"]
+    status = migrate(lab, container, "mig-network", redirect=False)
 
     assert status["phase"] == "Succeeded", status
     made = json.loads(lab.docker("node2", "network", "inspect", network).stdout)[0]
@@ -475,15 +481,10 @@ def test_a_network_made_on_the_target_goes_when_the_migration_rolls_back(
     lab = services
     network, _ = project_network(lab)
     container = start_cache(lab, network)
-    name = unique("mig-network-back")
 
-    with fake_criu(lab, "node2", FAILING_RESTORE):
-        lab.migration(name, container, target="node2")
-        status = lab.wait_until(name, timeout=TIMEOUT)["status"]
+    status = migrate(lab, container, "mig-network-back", restore_fails=True, redirect=False)
 
     assert status["phase"] == "RolledBack", status
-    uid = lab.get_migration(name)["metadata"]["uid"]
     assert network not in lab.network_names("node2")
-    assert networks_made_by(lab, "node2", uid) == []
     assert ask_cache(lab, "node1", network, "GET", "greeting") == "hello"
     assert runs_only_on(lab, "node1", container)

@@ -97,47 +97,8 @@ printf 'something\\n' >&2
 TOTAL_IN_PIECES = 'printf payload; printf "Total bytes " >&2; sleep 0.4; printf "written: 42 (1MiB)\\n" >&2'
 
 
-def test_the_producers_byte_count_reaches_the_operator_whole_whatever_the_target_prints(
-    tmp_path: Path,
-) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(TALKATIVE_SSH)
-    (bin_dir / "ssh").chmod(0o755)
-    key = tmp_path / "key"
-    key.write_text("private")
-    (tmp_path / "key.known").write_text("known")
-
-    sent = subprocess.run(
-        [
-            "sh",
-            "-c",
-            SEND,
-            "ferry-send",
-            str(key),
-            f"{key}.known",
-            "22",
-            "root@peer",
-            "",
-            "sh",
-            "-c",
-            TOTAL_IN_PIECES,
-        ],
-        input=b"go\n",
-        capture_output=True,
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
-        timeout=10,
-        check=True,
-    )
-
-    total = TOTAL.search(sent.stderr)
-    assert total is not None and int(total.group(1)) == 42, sent.stderr
-    assert b"the target says something" in sent.stderr
-    assert not key.exists() and not (tmp_path / "key.err").exists()
-
-
-def send_with(tmp_path: Path, fake_ssh: str) -> subprocess.Popen[bytes]:
-    """Starts SEND with `fake_ssh` standing in for OpenSSH's client; "go" is never sent."""
+def sender(tmp_path: Path, fake_ssh: str, *producer: str) -> tuple[list[str], dict[str, str]]:
+    """SEND's argv with `fake_ssh` standing in for OpenSSH's client, and the environment that finds it."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ssh").write_text(fake_ssh)
@@ -145,13 +106,28 @@ def send_with(tmp_path: Path, fake_ssh: str) -> subprocess.Popen[bytes]:
     key = tmp_path / "key"
     key.write_text("private")
     (tmp_path / "key.known").write_text("known")
-    argv = ["sh", "-c", SEND, "ferry-send", str(key), f"{key}.known", "22", "root@peer", "", "true"]
+    argv = ["sh", "-c", SEND, "ferry-send", str(key), f"{key}.known", "22", "root@peer", "", *producer]
+    return argv, {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_the_producers_byte_count_reaches_the_operator_whole_whatever_the_target_prints(
+    tmp_path: Path,
+) -> None:
+    argv, env = sender(tmp_path, TALKATIVE_SSH, "sh", "-c", TOTAL_IN_PIECES)
+
+    sent = subprocess.run(argv, input=b"go\n", capture_output=True, env=env, timeout=10, check=True)
+
+    total = TOTAL.search(sent.stderr)
+    assert total is not None and int(total.group(1)) == 42, sent.stderr
+    assert b"the target says something" in sent.stderr
+    assert not (tmp_path / "key").exists() and not (tmp_path / "key.err").exists()
+
+
+def send_with(tmp_path: Path, fake_ssh: str) -> subprocess.Popen[bytes]:
+    """Starts SEND with `fake_ssh` as OpenSSH's client; "go" is never sent."""
+    argv, env = sender(tmp_path, fake_ssh, "true")
     return subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
 
 
