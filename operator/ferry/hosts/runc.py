@@ -236,8 +236,12 @@ class RuncHost:
     # -- checkpoint and restore
 
     def runc_root(self, container_id: str, runtime: str) -> str:
-        """runc's --root for a container: <exec-root>/runtime-<runtime>/<containerd namespace>."""
-        script = 'for d in "$1"/runtime-"$2"/*/"$3"; do [ -d "$d" ] && echo "${d%/*}"; done; true'
+        """runc's --root for a container: <exec-root>/runtime-<runtime>/<containerd namespace>, or,
+        for a runtime whose options name runc's root (ferry's wrapper on Docker 26.1), runtime-runc."""
+        script = (
+            'for d in "$1"/runtime-"$2"/*/"$3" "$1"/runtime-runc/*/"$3"; do [ -d "$d" ] && echo "${d%/*}"; '
+            "done | sort -u"
+        )
         found = self.ssh.run(
             ["sh", "-c", script, "ferry-runc-root", self.config.exec_root, runtime, container_id], timeout=30
         ).text.split()

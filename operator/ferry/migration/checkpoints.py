@@ -15,6 +15,7 @@ source is kept (stopped) instead and resumed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -35,7 +36,11 @@ log = logging.getLogger(__name__)
 
 NamedStep = tuple[str, Callable[[], None]]  # what it does, for a report of what was not done
 CHECKPOINT_ATTEMPTS = 3
-START_ATTEMPTS = 3  # Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists"
+# Docker 20.10 + containerd 1.6 now and then fail a restore with "already exists", and Docker 26.1 +
+# containerd 1.7 every time it comes within about 0.1 s of a checkpoint of the same content (the
+# content store is still committing it): tried again after 0.25, 0.5, 1 and 2 s.
+START_ATTEMPTS = 5
+START_RETRY_SECONDS = 0.25
 
 
 def choose_mechanism(
@@ -434,3 +439,4 @@ def start_from_checkpoint(host: DockerHost, container_id: str, checkpoint: str) 
             if "already exists" not in str(error) or attempt == START_ATTEMPTS:
                 raise Problem("RestoreFailed", str(error)) from None
             log.warning("restore on %s hit containerd's 'already exists'; retrying", host.name)
+            time.sleep(START_RETRY_SECONDS * 2 ** (attempt - 1))
