@@ -8,6 +8,7 @@ any other command fails the test, so a test can tell that nothing was changed on
 from __future__ import annotations
 
 import copy
+import shlex
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -337,6 +338,7 @@ class FakeHost:
         self.pid_space = ("fake-boot-id", "pid:[4026531836]")  # boot id, PID namespace
         self.criu_version = "4.2"  # as `criu --version` says it
         self.tmux = True  # installed
+        self.tmux_sessions: set[str] = set()  # on ferry's tmux server here
         self.reachable = True  # False: every command fails as a lost SSH connection does
         self.stopped: set[int] = set()  # PIDs stopped by a signal (state T in /proc/PID/stat)
         self.calls = calls
@@ -397,6 +399,17 @@ class FakeHost:
             return _output(f"{self.pid_space[0]}\n")
         if command == ["readlink", "/proc/self/ns/pid"]:
             return _output(f"{self.pid_space[1]}\n")
+        if command[:1] == ["tmux"] and "has-session" in command:
+            return CommandResult(0 if command[-1] in self.tmux_sessions else 1, b"", b"")
+        if command[:1] == ["tmux"] and "new-session" in command:  # runs CRIU, which writes its pidfile
+            self.tmux_sessions.add(command[command.index("-s") + 1])
+            self.calls.append(f"{self.name}:tmux new-session")
+            restore = shlex.split(command[command.index(";") - 1])
+            self.files.paths.add(restore[restore.index("--pidfile") + 1])
+            return _output("")
+        if command[:3] == ["rm", "-f", "--"]:
+            self.files.paths.discard(command[3])
+            return _output("")
         if command == ["tmux", "-V"]:
             return _output("tmux 3.3a\n") if self.tmux else CommandResult(127, b"", b"tmux: not found")
         if command == ["criu", "--version"]:

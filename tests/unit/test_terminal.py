@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import shlex
 
+from ferry.api import ProcessRef, Workload
 from ferry.hosts import terminal
+from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.terminal import TerminalSession
 from ferry.migration.phases import Phase
-from tests.unit.fakes import FakeCommands, FakeProcess
+from ferry.migration.process import ProcessMigration
+from ferry.migration.state import Terminal
+from tests.unit.fakes import (
+    FakeCommands,
+    FakeHosts,
+    FakeProcess,
+    container_spec,
+    context,
+    frozen_state,
+    host_spec,
+)
 from tests.unit.test_workload_authorization import APP, hosts_running, migrate, process_spec, untouched
 
 SESSION = TerminalSession("node2", "ferry-1a2b3c4d")
@@ -43,3 +55,46 @@ def test_a_process_with_a_terminal_needs_tmux_on_both_hosts_and_says_where_it_la
     assert "has a terminal: ferry restores it into a tmux session" in state.message
     assert "tmux is not installed on node2; install tmux there" in state.message
     assert untouched(hosts, sink)
+
+
+class TerminalProcessOnFakeHosts(ProcessMigration):
+    """A process that had a terminal, in Restoring: where it runs is a set of host names."""
+
+    def __init__(self, hosts: FakeHosts) -> None:
+        spec = container_spec(workload=Workload(process=ProcessRef(pid=42)))
+        state = frozen_state(Phase.RESTORING, target_container_id=None)
+        state.terminal = Terminal(host="node2", session=SESSION.name, attach="", log="")
+        ctx, _ = context(spec, state, hosts)
+        super().__init__(ctx)
+        self.running_on: set[str] = set()
+
+    def _runs_on(self, host: DockerHost) -> bool:
+        return host.name in self.running_on
+
+    def _wait_for_pid_release(self, host: DockerHost) -> None:
+        pass
+
+
+def test_the_restore_starts_a_session_on_the_target_and_the_status_names_it() -> None:
+    hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
+    steps = TerminalProcessOnFakeHosts(hosts)
+
+    steps.restore()
+
+    assert "node2:tmux new-session" in hosts.hosts["node2"].calls
+    assert steps.state.terminal == Terminal(
+        host="node2", session=SESSION.name, attach=SESSION.attach, log=SESSION.log
+    )
+
+
+def test_a_resumed_restore_adopts_the_session_a_run_that_died_started() -> None:
+    hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
+    steps = TerminalProcessOnFakeHosts(hosts)
+    node2 = hosts.hosts["node2"]
+    node2.tmux_sessions.add(SESSION.name)
+    node2.files.paths.add(f"{steps.received}.work/restored.pid")  # CRIU finished meanwhile
+
+    steps.restore()
+
+    assert "node2:tmux new-session" not in node2.calls
+    assert steps.state.terminal is not None and steps.state.terminal.host == "node2"

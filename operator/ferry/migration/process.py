@@ -244,12 +244,14 @@ class ProcessMigration(MigrationSteps):
 
     def _restore_in_terminal(self, host: DockerHost, images: str) -> None:
         """Restores into a tmux session on `host`, where CRIU stays as the process's parent; done once
-        CRIU wrote the PID file, failed if the session ended first."""
+        CRIU wrote the PID file, failed if the session ended first. The session's name is the
+        migration's: one found running was started by this migration before the operator restarted."""
         assert self.state.terminal is not None
         on, session = self._on(host), TerminalSession(host.name, self.state.terminal.session)
         pidfile = f"{images}.work/restored.pid"
-        on.run(["rm", "-f", "--", pidfile], timeout=30)
-        terminal.start(on, session, restore_argv(images, shell_job=True, pidfile=pidfile))
+        if not terminal.running(on, session):  # else a run that died after starting it: adopted
+            on.run(["rm", "-f", "--", pidfile], timeout=30)
+            terminal.start(on, session, restore_argv(images, shell_job=True, pidfile=pidfile))
         deadline = time.monotonic() + TERMINAL_RESTORE_SECONDS
         while not host.files.exists(pidfile):
             if not terminal.running(on, session):
