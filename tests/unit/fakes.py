@@ -407,6 +407,8 @@ class FakeHost:
             restore = shlex.split(command[command.index(";") - 1])
             self.files.paths.add(restore[restore.index("--pidfile") + 1])
             return _output("")
+        if command[:2] == ["test", "-e"]:
+            return CommandResult(0 if self.files.exists(command[2]) else 1, b"", b"")
         if command[:3] == ["rm", "-f", "--"]:
             self.files.paths.discard(command[3])
             return _output("")

@@ -6,8 +6,9 @@ class HostError(RuntimeError):
     """A host could not do what was asked: unreachable, refused, or the command failed."""
 
 
-def last_line(output: str | bytes) -> str:
-    """The last line a command wrote to its error output: what it said of why it failed."""
+def last_line(output: str | bytes, *, empty: str = "no error output") -> str:
+    """The last line a command wrote (to its error output: what it said of why it failed); `empty`
+    when it wrote nothing."""
     text = output.decode(errors="replace") if isinstance(output, bytes) else output
     lines = text.strip().splitlines()
-    return lines[-1] if lines else "no error output"
+    return lines[-1] if lines else empty

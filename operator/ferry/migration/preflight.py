@@ -16,11 +16,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ferry.hosts import facts
 from ferry.hosts.criu import CriuCheck
 from ferry.hosts.docker_host import DockerHost
+from ferry.hosts.errors import last_line
 from ferry.migration.container_config import MIGRATION_LABEL
 from ferry.migration.container_data import (
     local_volume_dirs,
@@ -509,6 +511,4 @@ def size_text(size: int) -> str:
     return f"{size / MiB:.1f} MiB"
 
 
-def _last_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+_last_line = partial(last_line, empty="no output")  # what a check printed last

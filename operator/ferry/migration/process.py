@@ -15,6 +15,7 @@ from ferry.hosts import processes, terminal
 from ferry.hosts.criu import Criu, restore_argv
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.errors import last_line
+from ferry.hosts.files import HostFiles
 from ferry.hosts.peer_stream import withdraw_stream_keys
 from ferry.hosts.shell import RemoteShell
 from ferry.hosts.ssh import Commands
@@ -253,7 +254,8 @@ class ProcessMigration(MigrationSteps):
             on.run(["rm", "-f", "--", pidfile], timeout=30)
             terminal.start(on, session, restore_argv(images, shell_job=True, pidfile=pidfile))
         deadline = time.monotonic() + TERMINAL_RESTORE_SECONDS
-        while not host.files.exists(pidfile):
+        files = HostFiles(on)  # the shell kept open: each look inside the freeze costs no SSH exec
+        while not files.exists(pidfile):
             if not terminal.running(on, session):
                 # CRIU's own errors are in its log; what kept it from starting, in the session's.
                 logs = [f"{images}.work/restore.log", session.log]
