@@ -71,6 +71,32 @@ def test_restore_failing_on_target_rolls_back_onto_source(lab: Lab, operator: Op
     assert counter.name not in lab.container_names("node2")
 
 
+def failing_once(marker: str) -> str:
+    """A criu whose first call from runc fails (a dump that met something passing, as a socket
+    changing state at the freeze), and every later one works."""
+    return f"""#!/bin/sh
+if [ "$1" = swrk ] && [ ! -e {marker} ]; then
+  : > {marker}; echo "criu: injected failure, once" >&2; exit 1
+fi
+exec /usr/local/sbin/criu "$@"
+"""
+
+
+def test_a_dump_that_fails_once_while_the_container_runs_on_is_tried_again(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    counter, name = Counter(lab), unique("mig-dump-once")
+    marker = Path(lab.lab("bin", "node1").stdout.strip()) / unique("dump-failed")  # where fake_criu is
+    with fake_criu(lab, "node1", failing_once(str(marker))):
+        lab.migration(name, counter.name, target="node2")
+        status = lab.wait_until(name)["status"]
+
+    assert status["phase"] == "Succeeded", status
+    assert marker.exists()  # the first dump did fail
+    marker.unlink()
+    assert counter.assert_runs_once_and_continuous() == "node2"
+
+
 def test_criu_missing_on_target_fails_before_the_freeze(lab: Lab, operator: OperatorProcess) -> None:
     counter, name = Counter(lab), unique("mig-no-criu")
     with fake_criu(lab, "node2", MISSING):

@@ -242,14 +242,24 @@ class RuncCheckpoints(DockerCheckpoints):
             self.prepare()
             armed, self._armed = self._armed, None
             assert armed is not None
-        try:
-            armed.fire()
-        except HostError as error:
-            if source.engine.inspect_container(source_id)["State"]["Running"]:
-                # CRIU resumes the tasks when a dump fails: nothing stays frozen.
-                self.give_back_restart_policy()
-                raise Problem("CheckpointFailed", str(error), frozen=False) from None
-            raise Problem("CheckpointFailed", str(error)) from None
+        for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
+            try:
+                armed.fire()
+                return
+            except HostError as error:
+                if not source.engine.inspect_container(source_id)["State"]["Running"]:
+                    raise Problem("CheckpointFailed", str(error)) from None
+                # CRIU resumes the tasks when a dump fails: nothing stays frozen. What it met may
+                # pass (a socket changing state as the freeze came): armed again and tried again.
+                if attempt == CHECKPOINT_ATTEMPTS:
+                    self.give_back_restart_policy()
+                    raise Problem("CheckpointFailed", str(error), frozen=False) from None
+                log.warning(
+                    "the dump of %s failed, and it still runs: once more (%s)", self.state.workload, error
+                )
+                self.prepare()
+                armed, self._armed = self._armed, None
+                assert armed is not None
 
     def start_target(self, container_id: str) -> None:
         """A plain start: ferry's runtime turns containerd's create into `runc restore`."""
