@@ -22,6 +22,7 @@ DOCKER_HOSTS = "dockerhosts"
 
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HOST_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,14}$")
 ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 POLICY_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")  # "/" too: every path
@@ -52,14 +53,43 @@ class ProcessRef:
     name: str | None = None
 
 
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+
+
+@dataclass(frozen=True)
+class ContainerGroup:
+    """Every container on the source host that a label selector selects, moved together; a compose
+    project is the selector on its project label."""
+
+    selector: LabelSelector
+    compose_project: str | None = None
+
+    @classmethod
+    def of_project(cls, project: str) -> ContainerGroup:
+        return cls(LabelSelector(match_labels=((COMPOSE_PROJECT_LABEL, project),)), compose_project=project)
+
+    def describe(self) -> str:
+        if self.compose_project is not None:
+            return f"compose/{self.compose_project}"
+        return f"containers/{self.selector.describe()}"
+
+
 @dataclass(frozen=True)
 class Workload:
     container: str | None = None
     process: ProcessRef | None = None
+    group: ContainerGroup | None = None
+
+    @property
+    def is_container(self) -> bool:
+        """One container or several: what DockerHost rules call containers."""
+        return self.process is None
 
     def describe(self) -> str:
         if self.container is not None:
             return f"container/{self.container}"
+        if self.group is not None:
+            return self.group.describe()
         assert self.process is not None
         return f"process/{self.process.pid if self.process.pid is not None else self.process.name}"
 
@@ -88,13 +118,15 @@ class MigrationSpec:
             raise SpecError(f"sourceHost and targetHost are both '{target}'; name two different hosts")
         if workload.process is not None and source is None:
             raise SpecError("a process workload needs spec.sourceHost")
+        if workload.group is not None and source is None:
+            raise SpecError("a composeProject or selector workload needs spec.sourceHost")
         dry_run = _boolean(spec, "dryRun")
         if dry_run and workload.process is not None:
             raise SpecError("spec.dryRun applies to a container workload, not to a process")
         post_copy = _boolean(spec, "postCopy")
         strategy = _enum(Strategy, spec, "strategy", Strategy.LIVE)
         if post_copy and (workload.container is None or strategy is not Strategy.LIVE):
-            raise SpecError("spec.postCopy applies to a container workload with strategy Live")
+            raise SpecError("spec.postCopy applies to a single container workload with strategy Live")
         timeout = spec.get("timeoutSeconds", 300)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 10 <= timeout <= 86400:
             raise SpecError(f"spec.timeoutSeconds must be an integer from 10 to 86400, not {timeout!r}")
@@ -336,8 +368,24 @@ def _mapping(spec: Mapping[str, Any], key: str, *, required: bool) -> Mapping[st
 def _parse_workload(workload: Mapping[str, Any]) -> Workload:
     container = workload.get("container")
     process = workload.get("process")
-    if (container is None) == (process is None):
-        raise SpecError("set exactly one of spec.workload.container and spec.workload.process")
+    project, selector = workload.get("composeProject"), workload.get("selector")
+    if [container, process, project, selector].count(None) != 3:
+        raise SpecError(
+            "set exactly one of spec.workload.container, spec.workload.process, spec.workload.composeProject "
+            "and spec.workload.selector"
+        )
+    if project is not None:
+        if not isinstance(project, str) or not COMPOSE_PROJECT.fullmatch(project):
+            raise SpecError(
+                f"spec.workload.composeProject {project!r} is not a compose project name "
+                "([a-z0-9][a-z0-9_-]*)"
+            )
+        return Workload(group=ContainerGroup.of_project(project))
+    if selector is not None:
+        parsed = _label_selector(selector, "spec.workload.selector", "Migration")
+        if not parsed.match_labels and not parsed.match_expressions:
+            raise SpecError("spec.workload.selector is empty: it would select every container on the host")
+        return Workload(group=ContainerGroup(parsed))
     if container is not None:
         if not isinstance(container, str) or not CONTAINER_NAME.fullmatch(container):
             raise SpecError(

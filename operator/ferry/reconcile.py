@@ -24,6 +24,7 @@ from ferry.hosts.shell import KeptShellSession
 from ferry.hosts.ssh import SSHEndpoint, SSHError
 from ferry.lease import MigrationLease
 from ferry.migration.admission import ActiveMigration
+from ferry.migration.container_group import member_uid
 from ferry.migration.context import MigrationContext, MigrationRequest
 from ferry.migration.continuity import redirect_tag
 from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Wait
@@ -292,9 +293,13 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
 def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str) -> None:
     """Removes the port forwarding a Migration left on its source host (it is owned by the Migration)."""
     resource = operator.cluster.get_migration(namespace, name)
-    if resource is None or not resource.get("status", {}).get("redirect"):
+    if resource is None:
         return
-    state = MigrationState.from_status(resource["status"])
+    state = MigrationState.from_status(resource.get("status", {}))
+    tags = [redirect_tag(uid)] if state.redirect else []
+    tags += [redirect_tag(member_uid(uid, n)) for n, member in enumerate(state.members) if member.redirect]
+    if not tags:
+        return
     try:
         spec = MigrationSpec.from_dict(resource.get("spec", {}))
     except SpecError:
@@ -303,7 +308,9 @@ def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str)
     if refusal is not None:
         log.warning("%s/%s: leaving its port forwarding alone: %s", namespace, name, refusal.message)
     elif state.source_host is not None:
-        operator.pool.connect(state.source_host).netfilter.remove_forwards(redirect_tag(uid))
+        netfilter = operator.pool.connect(state.source_host).netfilter
+        for tag in tags:
+            netfilter.remove_forwards(tag)
 
 
 def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) -> MigrationState:
@@ -348,7 +355,11 @@ def _active_migration(resource: dict[str, Any]) -> ActiveMigration:
         phase=Phase(status.get("phase", Phase.PENDING.value)),
         source_host=status.get("sourceHost"),
         target_host=status.get("targetHost"),
-        source_container_id=status.get("sourceContainerID"),
+        source_container_ids=frozenset(
+            found
+            for move in (status, *status.get("members", []))
+            if isinstance(move, dict) and (found := move.get("sourceContainerID"))
+        ),
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ferry.migration.container_group import member_uid
 from tests.e2e.lab import (
     HOSTS,
     REPO,
@@ -125,6 +126,46 @@ class ProcessSubject:
         self.helloer.stop()
 
 
+class ProjectSubject:
+    """Two counter containers of one compose project on node1, the second depending on the first,
+    moved as one Migration: each must count on, and both on the same host."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.project = unique("crash-project")
+        project = f"com.docker.compose.project={self.project}"
+        self.counters = [
+            Counter(lab, prefix=f"{self.project}-{service}", docker_args=("--label", project, *labels))
+            for service, labels in (
+                ("cache", ("--label", "com.docker.compose.service=cache")),
+                (
+                    "front",
+                    ("--label", "com.docker.compose.service=front", "--label",
+                     "com.docker.compose.depends_on=cache:service_started:false"),
+                ),
+            )
+        ]  # fmt: skip
+
+    def apply(self, migration: str) -> None:
+        self.lab.migration(migration, "", target="node2", workload={"composeProject": self.project})
+
+    def assert_runs_once_and_continuous(self) -> str:
+        hosts = {counter.assert_runs_once_and_continuous() for counter in self.counters}
+        assert len(hosts) == 1, f"the project is split: its containers run on {sorted(hosts)}"
+        return hosts.pop()
+
+    def longest_gap_ms(self, host: str) -> float:
+        return max(counter.longest_gap_ms(host) for counter in self.counters)
+
+    def left_on(self, host: str) -> list[str]:
+        there = self.lab.container_names(host)
+        return [f"container {c.name} on {host}" for c in self.counters if c.name in there]
+
+    def remove(self) -> None:
+        for counter in self.counters:
+            counter.remove()
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
@@ -148,6 +189,9 @@ WORKLOADS = {
             lambda lab: lab.without_fast_path("node2"),
         ),
         Workload("process", "a plain process, the helloer", ProcessSubject, None),
+        Workload(
+            "project", "a compose project of two counter containers, on the fast path", ProjectSubject, "runc"
+        ),
     )
 }
 
@@ -262,9 +306,10 @@ def count_calls(lab: Lab, workload: Workload, resumer: OperatorProcess) -> Censu
         resource = wait_for_the_end(lab, run.migration)
         run.operator.settle(run.migration)
         problems = outcome_problems(lab, run.subject, resource)
-        mechanism = resource["status"].get("mechanism")
-        if mechanism != workload.mechanism:
-            problems.append(f"moved by {mechanism}, not {workload.mechanism}")
+        moves = resource["status"].get("members") or [resource["status"]]  # a group's: its members'
+        mechanisms = {move.get("mechanism") for move in moves}
+        if mechanisms != {workload.mechanism}:
+            problems.append(f"moved by {sorted(map(str, mechanisms))}, not {workload.mechanism}")
         assert not problems, (
             f"{workload.label}, not crashed: {'; '.join(problems)} (log: {run.operator.log_path})"
         )
@@ -340,7 +385,11 @@ def outcome_problems(lab: Lab, subject: Subject, resource: dict[str, Any]) -> li
 
     def left() -> list[str]:
         uid = resource["metadata"]["uid"]
-        return lab.leftovers(uid, status.get("targetContainerID")) + subject.left_on(loser)
+        moves = [(uid, status.get("targetContainerID"))] + [
+            (member_uid(uid, n), member.get("targetContainerID"))
+            for n, member in enumerate(status.get("members", []))
+        ]
+        return [left for move in moves for left in lab.leftovers(*move)] + subject.left_on(loser)
 
     deadline = time.monotonic() + CLEANUP_SECONDS
     while (found := left()) and time.monotonic() < deadline:

@@ -142,6 +142,15 @@ class FakeEngine:
             if self.running(cid)
         ]
 
+    def list_containers(self, *, stopped_too: bool = False) -> list[dict[str, Any]]:
+        """As `docker ps` (`-a`): each container's ID, name and labels."""
+        self._call("containers", "all" if stopped_too else "running")
+        return [
+            {"Id": cid, "Names": [info["Name"]], "Labels": info["Config"]["Labels"]}
+            for cid, info in self.containers.items()
+            if stopped_too or self.running(cid)
+        ]
+
     def writable_layer_bytes(self, container_id: str) -> int:
         return int(self.inspect_container(container_id)["SizeRw"])
 

@@ -9,12 +9,18 @@ from ferry.migration.phases import Phase
 def active(
     uid: str, phase: Phase, source: str = "node1", target: str = "node2", container: str = "c1"
 ) -> ActiveMigration:
-    return ActiveMigration(f"default/{uid}", uid, phase, source, target, container)
+    return ActiveMigration(f"default/{uid}", uid, phase, source, target, frozenset({container}))
 
 
 def test_a_migration_under_way_holds_its_container() -> None:
     holder = migrating_container([active("a", Phase.TRANSFERRING)], "b", "node1", "c1")
     assert holder is not None and holder.uid == "a"
+
+
+def test_a_group_under_way_holds_each_of_its_containers() -> None:
+    group = ActiveMigration("default/a", "a", Phase.RESTORING, "node1", "node2", frozenset({"c1", "c2"}))
+
+    assert migrating_container([group], "b", "node1", "c2") == group
 
 
 def test_a_pending_or_finished_migration_holds_nothing() -> None:

@@ -98,6 +98,25 @@ def test_process_workload_by_pid_is_accepted_with_a_source_host() -> None:
     assert parsed.source_host == "node-a"
 
 
+def test_a_compose_project_is_the_group_its_project_label_selects() -> None:
+    parsed = MigrationSpec.from_dict(migration(sourceHost="node-a", workload={"composeProject": "shop"}))
+
+    assert parsed.workload.group is not None
+    assert parsed.workload.group.selector.matches({"com.docker.compose.project": "shop", "x": "y"})
+    assert not parsed.workload.group.selector.matches({"com.docker.compose.project": "shop2"})
+    assert parsed.workload.describe() == "compose/shop"
+
+
+def test_a_selector_workload_is_the_group_its_labels_select() -> None:
+    selector = {"matchLabels": {"app": "shop"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]}
+    parsed = MigrationSpec.from_dict(migration(sourceHost="node-a", workload={"selector": selector}))
+
+    assert parsed.workload.group is not None
+    assert parsed.workload.group.selector.matches({"app": "shop", "tier": "db"})
+    assert not parsed.workload.group.selector.matches({"app": "shop"})
+    assert parsed.workload.describe() == "containers/app=shop,tier"
+
+
 def test_process_workload_by_name_is_accepted_with_a_source_host() -> None:
     parsed = MigrationSpec.from_dict(process_migration({"name": "redis-server"}))
 
@@ -186,6 +205,34 @@ BAD_MIGRATIONS: list[Any] = [
     pytest.param(migration(keepCheckpoint="true"), "spec.keepCheckpoint", id="keep-checkpoint-string"),
     pytest.param(migration(dryRun="true"), "spec.dryRun", id="dry-run-string"),
     pytest.param(process_migration({"pid": 42}) | {"dryRun": True}, "spec.dryRun", id="dry-run-of-a-process"),
+    pytest.param(
+        migration(workload={"composeProject": "shop"}), "spec.sourceHost", id="project-without-source"
+    ),
+    pytest.param(
+        migration(sourceHost="node-a", workload={"composeProject": "Shop Front"}),
+        "spec.workload.composeProject",
+        id="project-not-a-compose-name",
+    ),
+    pytest.param(
+        migration(sourceHost="node-a", workload={"selector": {}}),
+        "spec.workload.selector",
+        id="selector-empty",
+    ),
+    pytest.param(
+        migration(sourceHost="node-a", workload={"selector": {"matchExpressions": [{"key": "a"}]}}),
+        "spec.workload.selector.matchExpressions[0].operator",
+        id="selector-without-operator",
+    ),
+    pytest.param(
+        migration(sourceHost="node-a", workload={"container": "web", "composeProject": "shop"}),
+        "spec.workload.composeProject",
+        id="container-and-project",
+    ),
+    pytest.param(
+        migration(sourceHost="node-a", workload={"composeProject": "shop"}, postCopy=True),
+        "spec.postCopy",
+        id="post-copy-of-a-group",
+    ),
 ]
 
 

@@ -79,3 +79,18 @@ def test_strategy_and_redirect_are_left_to_the_defaults_unless_asked() -> None:
     spec = migration_manifest(MigrateRequest(target="node2", namespace="default", container="web"))["spec"]
 
     assert "strategy" not in spec and "redirect" not in spec
+
+
+def test_a_compose_project_is_named_from_its_source_host() -> None:
+    manifest = migration_manifest(
+        MigrateRequest(target="node2", namespace="team-a", source="node1", compose_project="shop")
+    )
+
+    assert manifest["spec"]["workload"] == {"composeProject": "shop"}
+    assert manifest["spec"]["sourceHost"] == "node1"
+    assert manifest["metadata"]["generateName"] == "shop-to-node2-"
+
+
+def test_a_compose_project_without_its_source_host_is_refused() -> None:
+    with pytest.raises(ClientError, match="--from HOST"):
+        migration_manifest(MigrateRequest(target="node2", namespace="team-a", compose_project="shop"))

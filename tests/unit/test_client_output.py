@@ -147,6 +147,23 @@ def test_describe_shows_the_message_and_the_conditions() -> None:
     assert text.splitlines()[-1].split() == ["Succeeded", "True", "Succeeded", "moved"]
 
 
+def test_describe_lists_a_groups_containers_in_start_order_with_their_own_figures() -> None:
+    members = [
+        {"workload": "container/shop-cache-1", "mechanism": "runc", "metrics": {"checkpointMs": 200}},
+        {"workload": "container/shop-front-1", "mechanism": "runc", "metrics": {"restoreMs": 350}},
+    ]
+    group = migration("move-shop", "Succeeded", workload="compose/shop", members=members)
+
+    text = describe(group, NOW)
+
+    listed = text.split("Members (in start order):\n")[1].split("Timeline:")[0].splitlines()
+    assert [line.split()[:5] for line in listed] == [
+        ["CONTAINER", "MECHANISM", "CHECKPOINT", "TRANSFER", "RESTORE"],
+        ["container/shop-cache-1", "runc", "0.20s", "-", "-"],
+        ["container/shop-front-1", "runc", "-", "-", "0.35s"],
+    ]
+
+
 def host(name: str, ready: str | None, *, fast_path: bool | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"address": f"10.0.0.{len(name)}"}
     status: dict[str, Any] = {"dockerVersion": "25.0.3", "criuVersion": "4.2"}

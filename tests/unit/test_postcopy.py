@@ -45,7 +45,7 @@ def test_post_copy_is_off_unless_asked_for() -> None:
     ],
 )
 def test_post_copy_is_refused_but_for_a_live_container(spec: dict[str, Any]) -> None:
-    with pytest.raises(SpecError, match="postCopy applies to a container workload with strategy Live"):
+    with pytest.raises(SpecError, match="postCopy applies to a single container workload with strategy Live"):
         MigrationSpec.from_dict(spec)
 
 

@@ -69,6 +69,9 @@ class ScriptedSteps:
     def roll_back(self) -> Outcome | None:
         return self._step("roll_back")
 
+    def made_on_target(self) -> bool:
+        return self.state.target_container_id is not None
+
     def target_cleanup(self) -> None:
         self.cleaned_target = True
 
@@ -208,7 +211,9 @@ def test_waits_and_an_unreachable_api_server_pass_to_the_caller_without_a_status
 
 
 def test_a_migration_without_a_free_slot_is_queued_and_waits_instead_of_sleeping() -> None:
-    busy = ActiveMigration("team-b/other", "uid-2", Phase.TRANSFERRING, "node1", "node3", "c-other")
+    busy = ActiveMigration(
+        "team-b/other", "uid-2", Phase.TRANSFERRING, "node1", "node3", frozenset({"c-other"})
+    )
     coordination = FakeCoordination()
     coordination.active_migrations = lambda: [busy]  # type: ignore[method-assign]
     hosts = FakeHosts(replace(host_spec("node1"), max_concurrent_migrations=1), host_spec("node2"))

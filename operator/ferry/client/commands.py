@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction[P]) -> None:
     migrate = commands.add_parser(
         "migrate",
         help="create a Migration (and --wait for its end)",
-        description="Move a container (or, with --pid or --process, a plain process) to another DockerHost.",
+        description="Move a container (or, with --compose-project, every container of a compose project; "
+        "with --pid or --process, a plain process) to another DockerHost.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -38,6 +39,9 @@ def register(commands: argparse._SubParsersAction[P]) -> None:
     process = migrate.add_mutually_exclusive_group()
     process.add_argument("--pid", type=int, metavar="N", help="a plain process on --from, by its PID")
     process.add_argument("--process", metavar="NAME", help="a plain process on --from, by its command name")
+    process.add_argument(
+        "--compose-project", metavar="NAME", help="every container of this compose project on --from, as one"
+    )
     migrate.add_argument("--to", required=True, dest="target", metavar="HOST", help="the target DockerHost")
     migrate.add_argument(
         "--from",
@@ -111,6 +115,7 @@ def migrate_command(args: argparse.Namespace, api: MigrationApi, out: TextIO) ->
         container=args.container,
         pid=args.pid,
         process=args.process,
+        compose_project=args.compose_project,
         strategy=args.strategy,
         redirect=args.redirect,
         name=args.name,

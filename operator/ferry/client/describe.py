@@ -29,6 +29,8 @@ def describe(resource: dict[str, Any], now: datetime) -> str:
     }
     width = max(len(label) for label in fields) + 2
     lines = [f"{label + ':':<{width}}{value}" for label, value in fields.items()]
+    if state.members:
+        lines += ["Members (in start order):", _indent(_members(state))]
     lines += ["Timeline:", _indent(_timeline(state, now))]
     conditions = [
         [c["type"], c["status"], c.get("reason", ""), c.get("message", "")]
@@ -50,6 +52,26 @@ def _timeline(state: MigrationState, now: datetime) -> str:
             lasted = f"{format_duration(milliseconds(began, now))} so far"
         rows.append([phase.value, timestamp(began), lasted])
     return table(("PHASE", "BEGAN", "LASTED"), rows)
+
+
+def _members(state: MigrationState) -> str:
+    """A group's containers, each with its move's own figures."""
+    rows = [
+        [
+            member.workload,
+            member.mechanism or "-",
+            _ms(member.metrics.checkpoint_ms),
+            _ms(member.metrics.transfer_ms),
+            _ms(member.metrics.restore_ms),
+            _bytes_moved(member.metrics) or "-",
+        ]
+        for member in state.members
+    ]
+    return table(("CONTAINER", "MECHANISM", "CHECKPOINT", "TRANSFER", "RESTORE", "BYTES"), rows)
+
+
+def _ms(value: int | None) -> str:
+    return format_duration(value) if value is not None else "-"
 
 
 def _bytes_moved(metrics: Metrics) -> str:

@@ -14,7 +14,7 @@ NAME_BASE_LENGTH = 50  # generateName adds 5 characters; Kubernetes keeps names 
 
 @dataclass(frozen=True)
 class MigrateRequest:
-    """What `ferry migrate` was told: exactly one of container, pid and process."""
+    """What `ferry migrate` was told: exactly one of container, pid, process and compose project."""
 
     target: str
     namespace: str
@@ -22,6 +22,7 @@ class MigrateRequest:
     container: str | None = None
     pid: int | None = None
     process: str | None = None
+    compose_project: str | None = None
     strategy: str | None = None
     redirect: bool = False
     name: str | None = None
@@ -33,7 +34,7 @@ def migration_manifest(request: MigrateRequest) -> dict[str, Any]:
     if request.name is not None:
         metadata["name"] = request.name
     else:
-        what = request.container or request.process or f"pid-{request.pid}"
+        what = request.container or request.process or request.compose_project or f"pid-{request.pid}"
         metadata["generateName"] = f"{_dns_label(what)}-to-{_dns_label(request.target)}-"
     spec: dict[str, Any] = {"workload": workload, "targetHost": request.target}
     if request.source is not None:
@@ -46,13 +47,17 @@ def migration_manifest(request: MigrateRequest) -> dict[str, Any]:
 
 
 def _workload(request: MigrateRequest) -> dict[str, Any]:
-    given = [what for what in (request.container, request.pid, request.process) if what is not None]
-    if len(given) != 1:
-        raise ClientError("name exactly one workload: a CONTAINER, --pid N or --process NAME")
+    named = (request.container, request.pid, request.process, request.compose_project)
+    if sum(what is not None for what in named) != 1:
+        raise ClientError(
+            "name exactly one workload: a CONTAINER, --compose-project NAME, --pid N or --process NAME"
+        )
     if request.container is not None:
         return {"container": request.container}
     if request.source is None:
-        raise ClientError("a process lives on one host: say which with --from HOST")
+        raise ClientError("a process or a compose project moves from one host: say which with --from HOST")
+    if request.compose_project is not None:
+        return {"composeProject": request.compose_project}
     if request.pid is not None:
         return {"process": {"pid": request.pid}}
     return {"process": {"name": request.process}}

@@ -161,7 +161,11 @@ class DockerEngine:
             return None
 
     def running_containers(self) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], self._call("docker ps", self.api.containers))
+        return self.list_containers()
+
+    def list_containers(self, *, stopped_too: bool = False) -> list[dict[str, Any]]:
+        """`docker ps` (`-a` with `stopped_too`): each container's Id, Names, Labels and State."""
+        return cast(list[dict[str, Any]], self._call("docker ps", self.api.containers, all=stopped_too))
 
     def writable_layer_bytes(self, container_id: str) -> int:
         """SizeRw of `docker inspect --size`: what the container wrote over its image."""
@@ -332,9 +336,15 @@ class DockerEngine:
         return [entry["Name"] for entry in response.json() or []]
 
     def delete_checkpoint(self, container_id: str, name: str) -> None:
+        """Idempotent: a checkpoint already gone is no error (Docker 20.10 says so with a 500)."""
         path = "/containers/{0}/checkpoints/{1}"
-        with contextlib.suppress(NotFound):  # already gone
+        try:
             self._call("deleting checkpoint", self.api.endpoint, "DELETE", path, container_id, name)
+        except NotFound:
+            pass
+        except DockerError as error:
+            if "does not exist" not in str(error):
+                raise
 
     def close(self) -> None:
         self.api.close()

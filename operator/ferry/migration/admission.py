@@ -22,7 +22,7 @@ class ActiveMigration:
     phase: Phase
     source_host: str | None
     target_host: str | None
-    source_container_id: str | None
+    source_container_ids: frozenset[str]  # the container it moves, or each of a group's
 
 
 def holding(migrations: Iterable[ActiveMigration], own_uid: str) -> list[ActiveMigration]:
@@ -37,7 +37,7 @@ def migrating_container(
         (
             m
             for m in holding(migrations, own_uid)
-            if m.source_host == host and m.source_container_id == container_id
+            if m.source_host == host and container_id in m.source_container_ids
         ),
         None,
     )

@@ -47,12 +47,16 @@ STOPPED = ("created", "exited")  # what strategy: Cold moves as it is, stopped
 
 
 class ContainerMigration(MigrationSteps):
-    def __init__(self, context: MigrationContext) -> None:
+    def __init__(self, context: MigrationContext, *, network_owner: str | None = None) -> None:
+        """`network_owner`: the uid that labels the networks made on the target (this migration's
+        unless it moves as one of a group, whose members share them)."""
         super().__init__(context)
         container = context.request.spec.workload.container
         assert container is not None
         self.container = container
         self.live = context.request.spec.strategy is Strategy.LIVE
+        self.network_owner = network_owner or context.request.uid
+        self._checked: dict[str, Any] = {}  # the container as check() found it, for make()
 
     @cached_property
     def files(self) -> ContainerFiles:
@@ -60,7 +64,7 @@ class ContainerMigration(MigrationSteps):
 
     @cached_property
     def networks(self) -> TargetNetworks:
-        return TargetNetworks(self.source, self.target, self.ctx.request.uid)
+        return TargetNetworks(self.source, self.target, self.network_owner)
 
     @cached_property
     def continuity(self) -> ClientContinuity:
@@ -79,6 +83,15 @@ class ContainerMigration(MigrationSteps):
     # -- Preparing: the workload still runs; any failure here leaves the source untouched.
 
     def prepare(self) -> Outcome | None:
+        dry_run = self.check()
+        if dry_run is None:
+            self.make()
+            self.hold_clients()
+        return dry_run
+
+    def check(self) -> Outcome | None:
+        """Everything that may refuse the move, before anything is changed on either host: the
+        container, the rules, the preflight (whose report ends a dry run, returned here)."""
         source, target = self.source, self.target
         info = source.engine.find_container(self.container)
         if info is None:
@@ -94,9 +107,12 @@ class ContainerMigration(MigrationSteps):
                 "use strategy: Cold to move it without its memory",
             )
         self.state.source_was_running = info["State"]["Status"] == "running"
-        dry_run = preflight.run(self.ctx, source, target, info, live=self.live)  # a Problem says what to fix
-        if dry_run is not None:
-            return dry_run  # it passed, and nothing is made
+        self._checked = info
+        return preflight.run(self.ctx, source, target, info, live=self.live)  # a Problem says what to fix
+
+    def make(self) -> None:
+        """What the move needs on the target, made while the container still runs."""
+        source, target, info = self.source, self.target, self._checked
         for host in (source, target) if self.live else ():
             host.criu.ensure_options()
         if self.state.mechanism is None:
@@ -123,9 +139,11 @@ class ContainerMigration(MigrationSteps):
         self.files.copy_volumes_before_the_freeze(self.state.metrics, self.progress)
         self.files.arm()
         self.checkpoints.prepare()
+
+    def hold_clients(self) -> None:
+        """The last of Preparing: new connections wait from here until the workload runs again."""
         if self.live:
-            self.continuity.hold(info)  # last: clients wait from here until the workload runs again
-        return None
+            self.continuity.hold(self._checked)
 
     def _authorize(self, info: dict[str, Any]) -> None:
         """Before anything is made: both hosts select the container, the target allows what its twin
@@ -263,27 +281,44 @@ class ContainerMigration(MigrationSteps):
         """The source is removed last: until then a failure rolls back to it; from then on, the
         target is the only copy, so what is left to do can only be reported, never rolled back.
         With post-copy, not before every page arrived."""
+        source_there = self.source_exists()
+        not_done = self.verify_target(source_there) + self.remove_source(source_there)
+        return Outcome(self.verified() + unfinished(not_done), reason="Migrated")
+
+    def source_exists(self) -> bool:
+        """False when a resumed Verifying finds the source removed already."""
+        return self.source.engine.find_container(self._source_id()) is not None
+
+    def verify_target(self, can_roll_back: bool) -> list[str]:
+        """What Verifying does while the source can still take over: a failure rolls back to it.
+        Once it cannot (a run resumed after the source was removed), each step is only attempted:
+        returns what was not done."""
         self.checkpoints.wait_for_memory()
         self._check_restored(self.target, self._target_id())
-        source_id = self._source_id()
-        source_there = self.source.engine.find_container(source_id) is not None
         not_done = []
         for what, step in self._steps_before_removing_the_source():
-            if source_there:
+            if can_roll_back:
                 step()
-            else:  # resumed after the source was removed
+            else:
                 not_done += self.attempt(what, step)
+        return not_done
+
+    def remove_source(self, source_there: bool) -> list[str]:
+        """The last of Verifying: from here on the target is the only copy, so a failure is only reported."""
+        not_done = []
         if source_there:
+            source_id = self._source_id()
             remove = f"removing the source container {source_id[:12]} on {self.source.name}"
             not_done += self.attempt(remove, lambda: self.source.engine.remove_container(source_id))
         not_done += self.attempt("removing the fast path's files", self.checkpoints.remove_files)
-        downtime = self.state.metrics.downtime_ms or 0
-        outcome = (
-            f"{self.state.workload} runs on {self.target.name}; downtime {format_duration(downtime)}"
-            if self.state.source_was_running is not False
-            else f"{self.state.workload} is on {self.target.name}, stopped as it was on {self.source.name}"
-        )
-        return Outcome(outcome + unfinished(not_done), reason="Migrated")
+        return not_done
+
+    def verified(self) -> str:
+        """Where the workload is now, for the status message."""
+        if self.state.source_was_running is False:
+            return f"{self.state.workload} is on {self.target.name}, stopped as it was on {self.source.name}"
+        downtime = format_duration(self.state.metrics.downtime_ms or 0)
+        return f"{self.state.workload} runs on {self.target.name}; downtime {downtime}"
 
     def _check_restored(self, host: DockerHost, container_id: str) -> None:
         if self.state.source_was_running is False:
@@ -307,13 +342,18 @@ class ContainerMigration(MigrationSteps):
     # -- RollingBack: bring the workload back on the source from the same checkpoint.
 
     def roll_back(self) -> Outcome:
-        """Brings the workload back on the source; the target is removed first, but only once the
-        source is known to be restorable (if it is not, the target is the only copy and stays)."""
+        """Brings the workload back on the source; if the source cannot come back, the target is the
+        only copy and stays."""
         cause = self.state.message
-        source_id = self._source_id()
-        unrestorable = self._why_the_source_cannot_come_back(source_id)
+        unrestorable = self.source_unrestorable()
         if unrestorable is not None:
-            return self._keep_the_target(cause, unrestorable)
+            return self.keep_target(cause, unrestorable)
+        return self.rolled_back(cause, self.roll_back_onto_source())
+
+    def roll_back_onto_source(self) -> list[str]:
+        """The target is removed first, then the source runs again from the same checkpoint;
+        returns what was not done once it runs."""
+        source_id = self._source_id()
         self.continuity.roll_back()
         if self.state.target_container_id is not None:
             self._remove_target_before_rollback()
@@ -337,7 +377,7 @@ class ContainerMigration(MigrationSteps):
         for what, step in self.checkpoints.after_rollback():
             not_done += self.attempt(what, step)
         not_done += self.attempt("removing the fast path's files", self.checkpoints.remove_files)
-        return self.rolled_back(cause, not_done)
+        return not_done
 
     def _remove_target_before_rollback(self) -> None:
         """The target must not run before the source does; a target never started cannot."""
@@ -369,7 +409,9 @@ class ContainerMigration(MigrationSteps):
             return
         self.target.engine.remove_container(info["Id"], volumes=True)
 
-    def _why_the_source_cannot_come_back(self, source_id: str) -> str | None:
+    def source_unrestorable(self) -> str | None:
+        """Why the source cannot run again, if it cannot."""
+        source_id = self._source_id()
         info = self.source.engine.find_container(source_id)
         if info is None:
             return f"the source container {source_id[:12]} is gone from {self.source.name}"
@@ -413,7 +455,7 @@ class ContainerMigration(MigrationSteps):
             steps.append((f"removing the staging directory on {self.source.name}", self.files.remove_staging))
         return steps
 
-    def _keep_the_target(self, cause: str, unrestorable: str) -> Outcome:
+    def keep_target(self, cause: str, unrestorable: str) -> Outcome:
         """The source cannot come back: the target is the only copy. Kept if it runs; waited for if not."""
         target_id = self.state.target_container_id
         info = self.target.engine.find_container(target_id) if target_id is not None else None

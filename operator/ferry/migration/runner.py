@@ -15,6 +15,7 @@ from ferry.api import MigrationSpec, SpecError
 from ferry.hosts import host_calls
 from ferry.migration import pending
 from ferry.migration.container import ContainerMigration
+from ferry.migration.container_group import ContainerGroupMigration
 from ferry.migration.context import HostDirectory, MigrationContext
 from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Problem, Wait
 from ferry.migration.phases import THAW, Outcome, Phase
@@ -118,7 +119,7 @@ def fail(ctx: MigrationContext, migration: MigrationSteps, problem: Problem) -> 
     if ending is Phase.ROLLING_BACK and problem.frozen:
         ctx.advance(Phase.ROLLING_BACK, problem.message, reason=problem.reason)
         return
-    if state.target_container_id is not None:
+    if migration.made_on_target():
         try:
             migration.target_cleanup()
         except (HostError, Problem) as error:
@@ -202,8 +203,11 @@ def refuse(ctx: MigrationContext, problem: Problem) -> None:
 
 
 def migration_for(ctx: MigrationContext) -> MigrationSteps:
-    if ctx.request.spec.workload.process is not None:
+    workload = ctx.request.spec.workload
+    if workload.process is not None:
         return ProcessMigration(ctx)
+    if workload.group is not None:
+        return ContainerGroupMigration(ctx)
     return ContainerMigration(ctx)
 
 

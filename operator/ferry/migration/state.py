@@ -208,6 +208,8 @@ class MigrationState(StatusPart):
     transitions: list[Transition] = Field(default_factory=list, alias="phaseTransitions")
     metrics: Metrics = Field(default_factory=Metrics)
     progress: Progress | None = None
+    # a group's containers (ferry.migration.container_group), each with its own state, in start order
+    members: list[MigrationState] = Field(default_factory=list, exclude_if=lambda members: not members)
 
     def start(self, message: str) -> None:
         """A new Migration, just seen by the operator: Pending from now on, saying what comes next."""
@@ -223,6 +225,14 @@ class MigrationState(StatusPart):
         if phase not in TRANSITIONS[self.phase]:
             raise IllegalTransition(f"a migration cannot go from {self.phase} to {phase}")
         self._entered(phase, message, reason)
+
+    def follow(self, phase: Phase) -> None:
+        """A member of a group enters the phase its group entered (the group's moves are the checked ones)."""
+        if phase is self.phase:
+            return
+        self._entered(phase, "", "")
+        if phase.is_frozen and self.frozen_at is None:  # a group resumed past its freeze
+            self.frozen_at = self.transitions[-1][1]
 
     def abandon(self, message: str, reason: str) -> None:
         """Ends Failed from any phase, outside the phase machine: for a run that may not touch any
@@ -247,6 +257,8 @@ class MigrationState(StatusPart):
         self.transitions.append((phase, moment))
         if phase is Phase.CHECKPOINTING and self.frozen_at is None:
             self.frozen_at = moment
+        for member in self.members:
+            member.follow(phase)
         if phase.is_terminal:
             self.completion_time = moment
             self.progress = None

@@ -72,6 +72,10 @@ class MigrationSteps(ABC):
     def roll_back(self) -> Outcome:
         """Bring the workload back on the source from the same checkpoint."""
 
+    def made_on_target(self) -> bool:
+        """Whether Preparing got as far as making the target's twin (a failure then cleans it up)."""
+        return self.state.target_container_id is not None
+
     @abstractmethod
     def target_cleanup(self) -> None:
         """Remove what this migration made on the target."""

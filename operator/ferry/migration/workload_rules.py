@@ -27,7 +27,7 @@ PROTECTED_PREFIX = "containerd-shim"  # containerd-shim, containerd-shim-runc-v2
 def kind_problem(namespace: str, workload: Workload, host: DockerHostSpec) -> Problem | None:
     """Whether any rule of `host` for `namespace` selects this kind of workload at all."""
     rules = host.workload_rules(namespace)
-    if workload.container is not None:
+    if workload.is_container:
         if any(rule.containers is not None for rule in rules):
             return None
         what, fix = "containers", "containers (a label selector; {} selects every container)"
