@@ -20,9 +20,13 @@ from tests.e2e.test_real_services import TIMEOUT, runs_only_on, services
 __all__ = ["services"]  # the module's fixture, used here
 
 PROJECT_LABEL = "com.docker.compose.project"
-# The front end: each round it counts, and writes its count into Redis, found by its service name.
+# The front end: each round it counts, and writes its count into Redis, found by its service name;
+# a call that fails is counted too (front:failed), as what its clients would see.
 FRONT_END = (
-    "i=0; while true; do i=$((i+1)); redis-cli -h cache SET front:count $i >/dev/null 2>&1; sleep 0.1; done"
+    "i=0; f=0; while true; do i=$((i+1)); "
+    "redis-cli -h cache SET front:count $i >/dev/null 2>&1 || "
+    "{ f=$((f+1)); redis-cli -h cache SET front:failed $f >/dev/null 2>&1; }; "
+    "sleep 0.1; done"
 )
 
 
@@ -139,14 +143,15 @@ def test_a_compose_project_moves_as_one_and_its_containers_go_on_talking_by_name
     ]  # the order they start in: what the front end depends on first
     assert status["workload"] == f"compose/{project.name}"
     assert status["metrics"]["downtimeMs"] > 0  # one downtime, for both
-    report(
-        request.config,
-        f"compose project (redis + front end): downtime {status['metrics']['downtimeMs']} ms "
-        f"(checkpoint {status['metrics']['checkpointMs']}, transfer {status['metrics']['transferMs']}, "
-        f"restore {status['metrics']['restoreMs']})",
-    )
     # The front end counts on from where it stopped, into the Redis on node2, which is the same server.
     wait_for(lambda: count(lab, "node2", project) > counted + 5, 30, "the front end to count on node2")
+    metrics, failed = status["metrics"], ask(lab, "node2", project, "GET", "front:failed") or "0"
+    report(
+        request.config,
+        f"compose project (redis + front end): downtime {metrics['downtimeMs']} ms (checkpoint "
+        f"{metrics['checkpointMs']}, transfer {metrics['transferMs']}, restore {metrics['restoreMs']}); "
+        f"the front end's calls to redis that failed: {failed} of {count(lab, 'node2', project)}",
+    )
     assert run_id(lab, "node2", project) == server
     assert ask(lab, "node2", project, "GET", "greeting") == "hello"
     assert counted >= 3  # not a fresh front end counting from 1 (its count was 3 or more before the freeze)

@@ -21,7 +21,7 @@ from ferry.migration.admission import migrating_container
 from ferry.migration.container import ContainerMigration
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
-from ferry.migration.phases import Outcome
+from ferry.migration.phases import Outcome, Phase
 from ferry.migration.start_order import left_out_services, start_order
 from ferry.migration.state import MigrationState, format_duration
 from ferry.migration.steps import MigrationSteps, unfinished
@@ -198,9 +198,15 @@ class ContainerGroupMigration(MigrationSteps):
     def checkpoint(self) -> None:
         """Those that call others freeze first. Once one is frozen, a failure of the next (even a dump
         that left its own container running) rolls them all back."""
-        for count, member in enumerate(reversed(self.members())):
+        members = self.members()
+        for count, member in enumerate(reversed(members)):
             with naming(member, frozen=True if count else None):
                 member.checkpoint()
+        expected = [
+            member.state.progress.expected_bytes if member.state.progress else None for member in members
+        ]
+        total = None if None in expected else sum(count or 0 for count in expected)
+        self.progress.start("transfer", total, phase=Phase.TRANSFERRING)  # written with the phase change
 
     def transfer(self) -> None:
         members = self.members()
