@@ -86,7 +86,7 @@ TYPE_INTEGER = "must be of type integer"
 TYPE_BOOLEAN = "must be of type boolean"
 TYPE_OBJECT = "must be of type object"
 TYPE_STRING = "must be of type string"
-ONE_WORKLOAD = "set exactly one of workload.container and workload.process"
+ONE_WORKLOAD = "set exactly one of workload.container, process, composeProject and selector"
 ONE_PROCESS_KEY = "set exactly one of process.pid and process.name"
 
 BAD_INPUTS = [
@@ -147,6 +147,34 @@ BAD_INPUTS = [
         "process-without-sourceHost",
         migration_spec(workload={"process": {"pid": 42}}, sourceHost=DROP),
         "a process workload needs sourceHost",
+    ),
+    bad_migration(
+        "workload-with-container-and-composeProject",
+        migration_spec(workload={"container": "web-1", "composeProject": "shop"}),
+        "spec.workload",
+        ONE_WORKLOAD,
+    ),
+    bad_migration(
+        "composeProject-without-sourceHost",
+        migration_spec(workload={"composeProject": "shop"}, sourceHost=DROP),
+        "a composeProject or selector workload needs sourceHost",
+    ),
+    bad_migration(
+        "composeProject-with-a-space",
+        migration_spec(workload={"composeProject": "my shop"}),
+        "spec.workload.composeProject",
+        PATTERN,
+    ),
+    bad_migration(
+        "selector-empty",
+        migration_spec(workload={"selector": {}}),
+        "spec.workload.selector",
+        "an empty selector would select every container on the host",
+    ),
+    bad_migration(
+        "postCopy-of-a-composeProject",
+        migration_spec(workload={"composeProject": "shop"}, postCopy=True),
+        "postCopy applies to a single container workload with strategy Live",
     ),
     bad_migration(
         "sourceHost-equals-targetHost",
