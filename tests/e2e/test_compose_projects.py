@@ -180,3 +180,25 @@ def test_a_compose_project_rolls_back_whole_when_a_restore_on_the_target_fails(
     assert runs_only_on(lab, "node1", project.cache) and runs_only_on(lab, "node1", project.front)
     assert project.network not in lab.network_names("node2")
     assert leftovers(lab, migration) == []
+
+
+def test_a_compose_project_moves_as_one_through_dockers_checkpoint_api_too(
+    services: Lab, operator: OperatorProcess
+) -> None:
+    """Where the target has not opted into the fast path, each container moves through Docker's own
+    checkpoint and restore, still as one."""
+    lab = services
+    project = start_project(lab)
+    server = run_id(lab, "node1", project)
+
+    with lab.without_fast_path("node2"):
+        migration = move_project(lab, project, "mig-project-docker")
+    status = migration["status"]
+    counted = count(lab, "node2", project)
+
+    assert status["phase"] == "Succeeded", status
+    assert {member["mechanism"] for member in status["members"]} == {"docker"}
+    wait_for(lambda: count(lab, "node2", project) > counted + 5, 30, "the front end to count on node2")
+    assert run_id(lab, "node2", project) == server
+    assert runs_only_on(lab, "node2", project.cache) and runs_only_on(lab, "node2", project.front)
+    assert leftovers(lab, migration) == []

@@ -15,7 +15,7 @@ from ferry.migration.container_group import ContainerGroupMigration, member_uid
 from ferry.migration.errors import Problem
 from ferry.migration.phases import Phase
 from ferry.migration.runner import run_migration, run_phase
-from ferry.migration.state import MigrationState
+from ferry.migration.state import MigrationState, Progress
 from ferry.workloads import LabelSelector
 from tests.unit.fakes import UID, FakeHost, FakeHosts, container_spec, context, frozen_state, host_spec
 
@@ -236,3 +236,32 @@ def test_a_project_with_no_container_on_the_source_is_refused() -> None:
 
     assert (state.phase, state.reason) == (Phase.FAILED, "ContainerNotFound")
     assert "com.docker.compose.project=mail" in state.message
+
+
+# -- what a member's steps see
+
+
+def test_a_member_moves_its_one_container_under_a_uid_of_its_own() -> None:
+    steps, _, _ = group(Phase.RESTORING)
+
+    second = steps.members()[1]
+
+    assert second.ctx.request.uid == f"{UID}-1"
+    assert second.ctx.request.spec.workload == Workload(container="front")
+    assert second.network_owner == UID  # the networks it makes are the group's
+
+
+def test_a_members_status_write_is_the_groups_and_carries_its_progress() -> None:
+    state = frozen_state(
+        Phase.PREPARING, members=[MigrationState(phase=Phase.PREPARING, workload="container/a")]
+    )
+    ctx, sink = context(
+        container_spec(workload=SHOP), state, FakeHosts(host_spec("node1"), host_spec("node2"))
+    )
+    member = ContainerGroupMigration(ctx).members()[0]
+    member.state.progress = Progress(phase=Phase.PREPARING, step="image", moved_bytes=5)
+
+    member.ctx.save()
+
+    written = sink.saved[-1]
+    assert written["progress"]["movedBytes"] == 5 and written["members"][0]["workload"] == "container/a"
