@@ -271,12 +271,11 @@ class ContainerGroupMigration(MigrationSteps):
 
     def target_cleanup(self) -> None:
         """Every member's; one that cannot be cleaned does not keep the others from it."""
-        failures = []
-        for member in self.members():
-            try:
-                member.target_cleanup()
-            except (HostError, Problem) as error:
-                failures.append(f"{member.container} ({error})")
+        failures = [
+            failed
+            for member in self.members()
+            for failed in self.attempt(member.container, member.target_cleanup)
+        ]
         if failures:
             raise Problem("CleanupFailed", "; ".join(failures))
 
