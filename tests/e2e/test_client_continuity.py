@@ -5,8 +5,10 @@ again, on the target after a migration, on the source after a rollback."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
+import urllib.request
 from typing import Any
 
 from tests.e2e.lab import LAB_SCRIPT, Client, Lab, OperatorProcess, start_web, unique, wait_for
@@ -53,6 +55,14 @@ def unanswered(client: Client, page: str) -> list[tuple[float, int, str]]:
     return [answer for answer in client.answers if answer[1] != 200 or answer[2] != page]
 
 
+def page_at(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
 def held(status: dict[str, Any]) -> dict[str, Any]:
     hold: dict[str, Any] = status["connectionHold"]
     assert hold["released"], hold
@@ -87,6 +97,7 @@ def test_no_request_fails_across_a_rollback(lab: Lab, operator: OperatorProcess)
 
     assert status["phase"] == "RolledBack", status
     assert unanswered(client, page) == []
+    assert status["metrics"]["connectionsCut"] >= 0  # counted on a rollback too
     assert held(status)["connections"] >= 1
     assert lab.running("node1", container) and container not in lab.container_names("node2")
     uid = lab.get_migration(name)["metadata"]["uid"]
@@ -131,3 +142,29 @@ def test_clients_on_the_source_host_asking_localhost_follow_the_service(
     assert lab.lab("exec", "node1", "sysctl", "-n", localnet).stdout.strip() == "1"
     lab.delete_migration(name)  # its forwards go, and route_localnet gets its former value back
     assert lab.lab("exec", "node1", "sysctl", "-n", localnet).stdout.strip() == before
+
+
+def test_a_connection_left_open_past_the_drain_is_cut_and_counted_from_criu_s_log(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    """An idle keep-alive connection outlives the drain: the checkpoint closes it (CRIU's
+    tcp-close), its client sees the connection end, and the status counts it from CRIU's dump log."""
+    container, port, page = start_web(lab)
+    wait_for(lambda: page in page_at(f"http://{lab.address('node1')}:{port}/"), 30, "the page on node1")
+    name = unique("mig-cut")
+    with socket.create_connection((lab.address("node1"), port), timeout=30) as idle:
+        idle.sendall(b"GET / HTTP/1.1\r\n")  # a request begun, never ended: httpd waits for the rest
+        time.sleep(1.0)  # accepted by httpd (a connection still in its backlog is not cut: not counted)
+
+        lab.migration(name, container, target="node2", redirect=True)
+        status = lab.wait_until(name)["status"]
+
+        idle.settimeout(10)
+        try:
+            after = idle.recv(1024)
+        except ConnectionResetError:
+            after = b""
+    assert status["phase"] == "Succeeded", status
+    assert status["metrics"]["connectionsCut"] == 1
+    assert held(status)["cutByFreeze"] == 1  # the drain saw the same one still open
+    assert after == b""  # closed, never answered

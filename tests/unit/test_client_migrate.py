@@ -114,15 +114,18 @@ def test_migrate_wait_exits_0_and_ends_with_the_downtime_and_its_parts() -> None
     assert printed.rstrip().endswith("downtime 1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s)")
 
 
-def test_the_downtime_line_says_what_was_done_inside_the_freeze() -> None:
+def test_the_downtime_line_says_what_was_done_inside_the_freeze_and_what_it_cut() -> None:
     api = FakeMigrationApi()
-    counted = FREEZE.model_copy(update={"freeze_host_calls": 6, "freeze_status_writes": 3})
+    counted = FREEZE.model_copy(
+        update={"freeze_host_calls": 6, "freeze_status_writes": 3, "connections_cut": 1}
+    )
     api.progress = [statuses(*MOVED, Phase.SUCCEEDED, metrics=counted)[-1]]
 
     _, printed = migrate(api, "looper", "--to", "node2", "--wait")
 
     assert printed.rstrip().endswith(
-        "downtime 1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s; 6 host calls, 3 status writes)"
+        "downtime 1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s; "
+        "6 host calls, 3 status writes, 1 connections cut)"
     )
 
 

@@ -155,6 +155,7 @@ class FakeRunc:
     calls: list[str]
     pulled: LazyPagesEnd = field(default_factory=lambda: LazyPagesEnd("0", [(65545, 65545)]))
     served: str = "0"
+    cut: int | None = 2  # the connections CRIU's dump log lists (None: no log)
 
     def install_runtime(self) -> None:
         pass
@@ -184,6 +185,9 @@ class FakeRunc:
 
     def forget_restore(self, container_id: str) -> None:
         self.calls.append(f"{self.host}:forget_restore:{container_id}")
+
+    def connections_cut(self, work: str) -> int | None:
+        return self.cut
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,25 @@ def test_verifying_removes_the_source_only_after_every_page_arrived() -> None:
     calls = [c for c in hosts.hosts["node1"].calls if "wait" in c or "remove_container" in c]
     assert calls == ["node2:wait_for_lazy_pages", "node1:wait_for_lazy_dump", "node1:remove_container:c-src"]
     assert steps.state.phase is Phase.SUCCEEDED
+
+
+def test_verifying_records_the_connections_the_checkpoint_cut_as_criu_logged_them() -> None:
+    checkpoints, _ = mechanism(Phase.VERIFYING, ran=True)
+    steps = ContainerMigration(checkpoints.ctx)
+
+    run_phase(steps.ctx, steps)
+
+    assert steps.state.metrics.connections_cut == 2
+
+
+def test_a_resumed_run_whose_dump_log_is_gone_keeps_the_count_it_made() -> None:
+    checkpoints, hosts = mechanism(Phase.VERIFYING, ran=True)
+    checkpoints.state.metrics.connections_cut = 3
+    hosts.hosts["node1"].runc.cut = None
+
+    checkpoints.count_cut_connections()
+
+    assert checkpoints.state.metrics.connections_cut == 3
 
 
 def test_a_pull_that_failed_in_verifying_keeps_the_source_and_rolls_back() -> None:

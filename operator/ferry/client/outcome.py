@@ -35,8 +35,8 @@ def exit_code(phase: Phase) -> ExitCode:
 
 
 def freeze_window(metrics: Metrics) -> str | None:
-    """'1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s; 6 host calls, 3 status writes)': the
-    downtime, its parts, and what was done inside it."""
+    """'1.21s (checkpoint 0.40s, transfer 0.30s, restore 0.50s; 6 host calls, 3 status writes,
+    1 connections cut)': the downtime, its parts, what was done inside it and what it cut."""
     if metrics.downtime_ms is None:
         return None
     parts = {
@@ -45,7 +45,11 @@ def freeze_window(metrics: Metrics) -> str | None:
         "restore": metrics.restore_ms,
     }
     split = ", ".join(f"{part} {format_duration(ms)}" for part, ms in parts.items() if ms is not None)
-    counts = {"host calls": metrics.freeze_host_calls, "status writes": metrics.freeze_status_writes}
+    counts = {
+        "host calls": metrics.freeze_host_calls,
+        "status writes": metrics.freeze_status_writes,
+        "connections cut": metrics.connections_cut,
+    }
     inside = ", ".join(f"{count} {what}" for what, count in counts.items() if count is not None)
     details = "; ".join(part for part in (split, inside) if part)
     return (

@@ -120,6 +120,14 @@ if [ -n "$pids" ]; then kill -s "$3" $pids; fi
 TASK_LINES = r"uffd: [0-9]+-[-0-9]+: (EXIT|UFFD transferred pages: \([0-9]*/[0-9]*\))"  # for grep -E
 TASK_LINE = re.compile(r"uffd: (\d+)-[-\d]+: (?:(EXIT)|UFFD transferred pages: \((\d+)/(\d+)\))")
 
+# The dump log (runc asks CRIU for -v4) lists each socket CRIU dumps. With `tcp-close` (ferry's
+# runc.conf) a connected TCP socket is dumped without its connection and restored closed: these
+# lines are the connections the checkpoint cut (CRIU's sk-inet.c: the states it calls connected).
+CUT_CONNECTION_LINES = (  # for grep -E
+    r"Dumping: ino .* type SOCK_STREAM +port +[0-9]+ "
+    r"state TCP_(ESTABLISHED|SYN_SENT|FIN_WAIT1|FIN_WAIT2|CLOSE_WAIT|LAST_ACK|CLOSING) "
+)
+
 
 class FastPathUnavailable(RuntimeError):
     """The host opted in but cannot do it; the message says why."""
@@ -276,6 +284,13 @@ class RuncHost:
 
     def wait_for_dump(self, work: str, timeout: float) -> None:
         self.ssh.run(["flock", "-w", str(int(timeout)), f"{work}/dump.lock", "true"], timeout=timeout + 30)
+
+    def connections_cut(self, work: str) -> int | None:
+        """The TCP connections the dump in `work` cut, as CRIU's log lists them; None without a log."""
+        script = '[ -f "$1/dump.log" ] || exit 0; grep -cE -- "$2" "$1/dump.log" || true'
+        argv = ["sh", "-c", script, "ferry-connections-cut", work, CUT_CONNECTION_LINES]
+        counted = self.ssh.run(argv, timeout=30).text.strip()
+        return int(counted) if counted else None
 
     def prepare_restore(self, container_id: str, images: str) -> None:
         """Tells the wrapper that the next create of this container restores from `images`."""

@@ -140,6 +140,10 @@ class DockerCheckpoints:
     def wait_for_memory(self) -> None:
         """In Verifying, before the source may go: the target holds all of the workload's memory."""
 
+    def count_cut_connections(self) -> None:
+        """Once the checkpoint's copy runs again (on either host): records the TCP connections the
+        checkpoint cut, where CRIU's own log is at hand (Docker keeps its log to itself)."""
+
     def after_rollback(self) -> list[NamedStep]:
         """What a rollback still does once the source runs, each named for a report."""
         source_id, name = self.source_id, self.name
@@ -278,6 +282,12 @@ class RuncCheckpoints(DockerCheckpoints):
             return f"the dump of {self.state.workload} on {self.source.name} never completed"
         return super().missing_on_source()
 
+    def count_cut_connections(self) -> None:
+        assert self.source.runc is not None
+        counted = self.source.runc.connections_cut(self.dump_work)
+        if counted is not None:  # else the dump's files are gone (a resumed run): keep what was counted
+            self.state.metrics.connections_cut = counted
+
     def give_back_restart_policy(self) -> None:
         if self.state.restart_policy is not None:
             self.source.engine.set_restart_policy(self.source_id, self.state.restart_policy)
@@ -285,6 +295,7 @@ class RuncCheckpoints(DockerCheckpoints):
     def after_rollback(self) -> list[NamedStep]:
         return [
             (f"giving back the restart policy of {self.source_id[:12]}", self.give_back_restart_policy),
+            ("counting the connections the checkpoint cut", self.count_cut_connections),
             *super().after_rollback(),
         ]
 

@@ -295,6 +295,7 @@ class ContainerMigration(MigrationSteps):
         returns what was not done."""
         self.checkpoints.wait_for_memory()
         self._check_restored(self.target, self._target_id())
+        self.checkpoints.count_cut_connections()
         not_done = []
         for what, step in self._steps_before_removing_the_source():
             if can_roll_back:

@@ -110,6 +110,7 @@ class Metrics(StatusPart):
     lazy_pages: int | None = None  # pages pulled after the restore (spec.postCopy)
     freeze_host_calls: int | None = None  # host calls made while the workload was down
     freeze_status_writes: int | None = None  # status writes made while the workload was down
+    connections_cut: int | None = None  # TCP connections the checkpoint closed, from CRIU's log
 
     def count_in_freeze(self, *, host_calls: int = 0, status_writes: int = 0) -> None:
         self.freeze_host_calls = (self.freeze_host_calls or 0) + host_calls
