@@ -20,7 +20,7 @@ from ferry.hosts.docker_host import DockerHost
 from ferry.migration.admission import migrating_container
 from ferry.migration.container import ContainerMigration
 from ferry.migration.context import MigrationContext
-from ferry.migration.errors import HostError, Problem
+from ferry.migration.errors import HostError, Problem, as_problem
 from ferry.migration.phases import Outcome, Phase
 from ferry.migration.start_order import left_out_services, start_order
 from ferry.migration.state import MigrationState, format_duration
@@ -72,7 +72,7 @@ def naming(member: ContainerMigration, *, frozen: bool | None = None) -> Iterato
     try:
         yield
     except (Problem, HostError) as error:
-        problem = error if isinstance(error, Problem) else Problem("HostError", str(error))
+        problem = as_problem(error)
         raise Problem(
             problem.reason,
             f"{member.container}: {problem.message}",

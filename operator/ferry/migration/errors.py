@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ferry.hosts.errors import HostError
 
-__all__ = ["ClusterUnavailable", "HostError", "LostCharge", "Problem", "Wait"]
+__all__ = ["ClusterUnavailable", "HostError", "LostCharge", "Problem", "Wait", "as_problem"]
 
 
 class Problem(Exception):
@@ -30,6 +30,11 @@ class Problem(Exception):
         self.reason = reason
         self.message = message
         self.frozen = frozen
+
+
+def as_problem(error: Problem | HostError) -> Problem:
+    """A host's failure, as the user reads it: a Problem of its own or the host's error's words."""
+    return error if isinstance(error, Problem) else Problem("HostError", str(error))
 
 
 class Wait(Exception):

@@ -17,7 +17,7 @@ from ferry.migration import pending
 from ferry.migration.container import ContainerMigration
 from ferry.migration.container_group import ContainerGroupMigration
 from ferry.migration.context import HostDirectory, MigrationContext
-from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Problem, Wait
+from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Problem, Wait, as_problem
 from ferry.migration.phases import THAW, Outcome, Phase
 from ferry.migration.process import ProcessMigration
 from ferry.migration.state import MigrationState, milliseconds, now
@@ -82,7 +82,7 @@ def run_phase(ctx: MigrationContext, migration: MigrationSteps, *, recheck: bool
     except PASSED_THROUGH:
         raise
     except Exception as error:
-        problem = as_problem(error)
+        problem = step_problem(error)
         if phase is Phase.ROLLING_BACK:
             raise rollback_wait(ctx, problem) from None
         fail(ctx, migration, problem)
@@ -99,11 +99,9 @@ def run_phase(ctx: MigrationContext, migration: MigrationSteps, *, recheck: bool
     ctx.advance(following, outcome.message, outcome.reason)
 
 
-def as_problem(error: Exception) -> Problem:
-    if isinstance(error, Problem):
-        return error
-    if isinstance(error, HostError):
-        return Problem("HostError", str(error))
+def step_problem(error: Exception) -> Problem:
+    if isinstance(error, (Problem, HostError)):
+        return as_problem(error)
     log.exception("a step failed unexpectedly")
     return Problem("InternalError", f"ferry failed unexpectedly ({type(error).__name__}: {error})")
 
