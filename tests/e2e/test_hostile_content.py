@@ -85,3 +85,51 @@ def test_a_staging_directory_swapped_for_a_link_rolls_back_and_writes_nothing_th
     assert "refusing the staging directory" in status["message"]
     assert list(elsewhere.iterdir()) == []
     assert counter.assert_runs_once_and_continuous() == "node1"
+
+
+# Made in the container's volume and in its writable layer (Docker's default capabilities include
+# MKNOD): a disk's and /dev/mem's device nodes, a FIFO nobody writes to (a copy that opened it
+# would wait forever) and a hard link. The copies must carry each as what it is, never read it.
+SPECIAL_FILES = (
+    "mknod {d}/disk b 8 0 && mknod {d}/mem c 1 1 && mkfifo {d}/fifo && "
+    "echo one > {d}/file && ln {d}/file {d}/link"
+)
+SPECIAL_KINDS = "stat -c '%n %F %t:%T %h' {d}/disk {d}/mem {d}/fifo {d}/file {d}/link"
+
+
+def test_device_nodes_fifos_and_hard_links_arrive_as_they_are_and_are_never_read(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    volume = unique("vol")
+    counter = Counter(lab, prefix="special", docker_args=["-v", f"{volume}:/data"])
+    try:
+        for directory in ("/data", "/layer"):
+            made = f"mkdir -p {directory} && " + SPECIAL_FILES.format(d=directory)
+            lab.docker("node1", "exec", counter.name, "sh", "-c", made)
+        kinds = {
+            d: lab.docker("node1", "exec", counter.name, "sh", "-c", SPECIAL_KINDS.format(d=d)).stdout
+            for d in ("/data", "/layer")
+        }
+        name = unique("mig-special")
+
+        lab.migration(name, counter.name, target="node2")
+        status = lab.wait_until(name)["status"]
+
+        assert status["phase"] == "Succeeded", status
+        assert counter.assert_runs_once_and_continuous() == "node2"
+        for directory, before in kinds.items():
+            after = lab.docker("node2", "exec", counter.name, "sh", "-c", SPECIAL_KINDS.format(d=directory))
+            assert after.stdout == before  # same kinds, device numbers, and two names for the file
+            assert "block special file 8:0" in after.stdout and " 2\n" in after.stdout
+            inodes = f"stat -c %i {directory}/file {directory}/link"
+            first, second = lab.docker("node2", "exec", counter.name, "sh", "-c", inodes).stdout.split()
+            assert first == second, "the hard link arrived as a copy"
+        # the node arrived, the device did not open up: the container still may not read the disk
+        assert (
+            lab.docker("node2", "exec", counter.name, "head", "-c1", "/data/disk", check=False).returncode
+            != 0
+        )
+    finally:
+        for host in ("node1", "node2"):
+            lab.docker(host, "rm", "-f", counter.name, check=False)
+            lab.docker(host, "volume", "rm", "-f", volume, check=False)
