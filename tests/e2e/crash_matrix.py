@@ -35,6 +35,7 @@ from tests.e2e.lab import (
     unique,
     wait_for,
 )
+from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
 
 LOGS = REPO / ".lab" / "logs" / "crash-matrix"  # one operator log per run
 HELLOERS = REPO / ".lab" / "crash-matrix"  # where the process workload is built (hosts allow .lab)
@@ -99,6 +100,44 @@ class ContainerSubject:
 
     def remove(self) -> None:
         self.counter.remove()
+
+
+# A counter that keeps its next number in its volume and ends at a loop's end on SIGTERM: stopped
+# (strategy Cold) and started again, it counts on from where it stopped, in whichever copy runs.
+PERSISTENT_COUNTER = (
+    "trap 'exit 0' TERM; i=$(cat /data/next 2>/dev/null || echo 0); "
+    "while true; do echo $i; i=$((i+1)); echo $i > /data/next; sleep 0.1; done"
+)
+
+
+class ColdSubject(ContainerSubject):
+    """A counter container on node1 whose count lives in a named volume, moved Cold: stopped, its
+    writable layer and volume copied, started on node2 (or again on node1 after a rollback)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.volume = unique("crash-cold")
+        self.counter = Counter(
+            lab,
+            prefix="crash-cold",
+            command=["sh", "-c", PERSISTENT_COUNTER],
+            docker_args=["-v", f"{self.volume}:/data"],
+        )
+
+    def apply(self, migration: str) -> None:
+        self.lab.migration(migration, self.counter.name, target="node2", strategy="Cold")
+
+    def left_on(self, host: str) -> list[str]:
+        """Also the volume's copy on node2 after a rollback (node1 keeps its own after a move)."""
+        left = super().left_on(host)
+        if host == "node2" and self.volume in self.lab.docker(host, "volume", "ls", "-q").stdout.split():
+            left.append(f"volume {self.volume} on {host}")
+        return left
+
+    def remove(self) -> None:
+        super().remove()
+        for host in HOSTS:
+            self.lab.docker(host, "volume", "rm", "-f", self.volume, check=False)
 
 
 class ProcessSubject:
@@ -187,6 +226,16 @@ WORKLOADS = {
             ContainerSubject,
             "docker",
             lambda lab: lab.without_fast_path("node2"),
+        ),
+        Workload(
+            "cold", "a counter container moved Cold, its count kept in a named volume", ColdSubject, "docker"
+        ),
+        Workload(
+            "rollback",
+            "a counter container on the fast path whose restore on node2 fails (its CRIU): it rolls back",
+            ContainerSubject,
+            "runc",
+            lambda lab: fake_criu(lab, "node2", FAILING_RESTORE),
         ),
         Workload("process", "a plain process, the helloer", ProcessSubject, None),
         Workload(
