@@ -5,9 +5,10 @@ fakes: nothing touches the network, and the exit is a fake too."""
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -18,7 +19,14 @@ import requests.adapters
 
 from ferry.cli import LOG_FORMAT
 from ferry.hosts.docker_engine import DockerEngine
-from ferry.hosts.host_calls import CRASH_EXIT_CODE, HOST_CALLS, HostCalls, command_text
+from ferry.hosts.host_calls import (
+    CRASH_EXIT_CODE,
+    HOST_CALLS,
+    ContextExecutor,
+    HostCalls,
+    command_text,
+    fenced,
+)
 from ferry.hosts.ssh import SSHEndpoint, SSHSession
 from ferry.hosts.streams import WAIT_FOR_GO
 from ferry.migration.phases import Outcome
@@ -180,6 +188,48 @@ def test_each_docker_engine_request_is_one_call_named_by_its_method_and_path(
         "host call 1: node-a docker GET /version",
         "crash after host call 2: node-a docker GET /containers/counter/json",
     ]
+
+
+class Lapsed(Exception):
+    """What the fence of a driver whose lease lapsed raises."""
+
+
+def lapsing_after(allowed: int) -> Callable[[], None]:
+    """A fence that lets `allowed` calls start, then stops every other."""
+    started = itertools.count()
+
+    def check() -> None:
+        if next(started) >= allowed:
+            raise Lapsed
+
+    return check
+
+
+def test_a_fence_stops_a_host_call_before_it_is_made() -> None:
+    session = FakeSession()
+    engine = DockerEngine(session, "/run/docker.sock")
+    engine.api.mount("http+docker://ssh", AnsweringAdapter())
+
+    with fenced(lapsing_after(1)):
+        session.run(["true"])
+        with pytest.raises(Lapsed):
+            session.run(["docker", "rm", "-f", "counter"])
+        with pytest.raises(Lapsed):
+            engine.inspect_container("counter")
+
+    assert session.fake.commands == ["true"]  # the removal never reached the host
+
+
+def test_a_fence_holds_in_the_tasks_its_block_gives_a_pool_and_ends_with_the_block() -> None:
+    session = FakeSession()
+
+    with fenced(lapsing_after(0)), ContextExecutor(max_workers=2) as pool:
+        stopped = pool.submit(session.run, ["docker", "start", "twin"])
+        with pytest.raises(Lapsed):
+            stopped.result()
+    session.run(["true"])  # outside the block: no fence
+
+    assert session.fake.commands == ["true"]
 
 
 def test_scripts_are_left_out_of_the_logged_command_and_long_ones_cut() -> None:

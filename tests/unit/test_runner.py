@@ -10,11 +10,12 @@ import pytest
 
 from ferry.hosts import host_calls
 from ferry.hosts.ssh import SSHError
+from ferry.migration import runner
 from ferry.migration.admission import ActiveMigration
 from ferry.migration.context import MigrationContext
-from ferry.migration.errors import ClusterUnavailable, Problem, Wait
+from ferry.migration.errors import ClusterUnavailable, LostCharge, Problem, Wait
 from ferry.migration.phases import PHASES, TRANSITIONS, Outcome, Phase
-from ferry.migration.runner import run_phase
+from ferry.migration.runner import run_migration, run_phase
 from ferry.migration.state import IllegalTransition, MigrationState
 from ferry.migration.steps import MigrationSteps
 from tests.unit.fakes import (
@@ -283,3 +284,41 @@ def test_a_migration_that_never_froze_reports_no_freeze_counts() -> None:
 
     assert steps.state.metrics.freeze_host_calls is None
     assert steps.state.metrics.freeze_status_writes is None
+
+
+# -- a driver that may no longer act
+
+
+class LapsingSteps(ScriptedSteps):
+    """Its transfer makes three host calls; the driver's lease lapses right after the first."""
+
+    def __init__(self, ctx: MigrationContext, coordination: FakeCoordination) -> None:
+        super().__init__(ctx)
+        self.coordination = coordination
+        self.made: list[str] = []
+
+    def transfer(self) -> Outcome | None:
+        for call in ("stream 1", "stream 2", "stream 3"):
+            host_calls.starting()
+            self.made.append(call)
+            self.coordination.in_charge_now = False
+        return super().transfer()
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_driver_whose_lease_lapses_mid_step_stops_before_its_next_host_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    coordination = FakeCoordination()
+    hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
+    ctx, sink = context(container_spec(), MigrationState(), hosts, coordination=coordination)
+    steps = LapsingSteps(ctx, coordination)
+    monkeypatch.setattr(runner, "migration_for", lambda _: steps)
+
+    with pytest.raises(LostCharge):
+        run_migration(ctx)
+
+    assert steps.made == ["stream 1"]  # as if it died right after that call: the next driver resumes
+    assert sink.phases[-1] == "Transferring"  # and it wrote nothing since

@@ -98,6 +98,7 @@ class _EngineClient(docker.APIClient):  # type: ignore[misc]
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         """Every request to the Engine passes here: it is one host call once answered."""
+        host_calls.starting()
         response = super().request(method, url, *args, **kwargs)
         path = urlsplit(str(url)).path.removeprefix(f"/v{API_VERSION}")
         host_calls.completed(self._host, "docker", [str(method), path])

@@ -2,6 +2,10 @@
 run over SSH or in a kept shell, a channel started, an armed command or stream that ran to its end,
 a Docker Engine request.
 
+Before one starts, the current fence (`fenced`), if any, may stop it: a driver that lost the right
+to act on the hosts raises there, so it stops between two host calls, never in the middle of a step
+with calls still to make (as if it had died right after its last call, which a resumed run handles).
+
 Two things count them:
 - a `Tally`, made current for a piece of work (`tallied`): the calls made in it, including by the
   tasks it hands to a `ContextExecutor`; a migration tallies the calls inside its freeze window;
@@ -85,6 +89,29 @@ class ContextExecutor(ThreadPoolExecutor):
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         context = contextvars.copy_context()
         return super().submit(context.run, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_CURRENT_FENCE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "ferry_fence", default=None
+)
+
+
+@contextmanager
+def fenced(check: Callable[[], None]) -> Iterator[None]:
+    """Runs `check` before every host call of the block (and of the tasks it gives a
+    ContextExecutor): what it raises stops the call from being made."""
+    token = _CURRENT_FENCE.set(check)
+    try:
+        yield
+    finally:
+        _CURRENT_FENCE.reset(token)
+
+
+def starting() -> None:
+    """Called before a host call is made: the current fence may stop it."""
+    fence = _CURRENT_FENCE.get()
+    if fence is not None:
+        fence()
 
 
 def completed(host: str, kind: str, argv: Sequence[str]) -> None:

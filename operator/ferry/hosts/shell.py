@@ -42,6 +42,7 @@ class RemoteShell:
     ) -> CommandResult:
         if input is not None:
             return self.session.run(argv, input=input, timeout=timeout, check=check)
+        host_calls.starting()
         marker = f"ferry-{secrets.token_hex(8)}"
         line = (
             f'( hash -r; {shlex.join(argv)} ) </dev/null 2>"$ferry_err"; '

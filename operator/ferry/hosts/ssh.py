@@ -167,6 +167,7 @@ class SSHSession:
         """Starts a command and returns its channel (stdin, stdout and stderr as streams). Not
         `counted` as a host call of its own when what goes over it is (a command's end, the Docker
         Engine's requests)."""
+        host_calls.starting()
         transport = self.transport()
         try:
             channel = transport.open_session(timeout=self.connect_timeout)

@@ -105,6 +105,7 @@ class Relay:
         reader, writer = self._reader, self._writer
         moved = 0
         try:
+            host_calls.starting()
             if self._armed:
                 reader.sendall(b"go\n")
             reader.shutdown_write()
@@ -163,6 +164,7 @@ class ArmedCommand:
         """Lets it run to its end; a lost session raises OSError, EOFError or TimeoutError."""
         channel = self._channel
         try:
+            host_calls.starting()
             channel.sendall(b"go\n")
             channel.shutdown_write()
             stdout = channel.makefile("rb").read()
@@ -178,6 +180,7 @@ class ArmedCommand:
         itself) or ends first (its end); a lost session raises OSError, EOFError or TimeoutError."""
         channel = self._channel
         try:
+            host_calls.starting()
             channel.sendall(b"go\n")
             channel.shutdown_write()
             stdout = channel.makefile("rb")

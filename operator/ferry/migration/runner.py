@@ -44,13 +44,15 @@ def run_migration(ctx: MigrationContext) -> None:
         refuse(ctx, refusal)
         return
     migration = migration_for(ctx)
-    try:
-        recheck = state.phase is not Phase.PENDING  # it acts on what the status names: judged first
-        while not state.phase.is_terminal:
-            run_phase(ctx, migration, recheck=recheck)
-            recheck = False
-    finally:
-        migration.release()
+    # A driver whose lease lapsed stops before its next host call, even in the middle of a step.
+    with host_calls.fenced(ctx.ensure_in_charge):
+        try:
+            recheck = state.phase is not Phase.PENDING  # it acts on what the status names: judged first
+            while not state.phase.is_terminal:
+                run_phase(ctx, migration, recheck=recheck)
+                recheck = False
+        finally:
+            migration.release()
 
 
 def run_phase(ctx: MigrationContext, migration: MigrationSteps, *, recheck: bool = False) -> None:
