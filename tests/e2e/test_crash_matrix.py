@@ -1,5 +1,6 @@
-"""The operator dead right after one host call of a fast-path migration (of a counter container, and
-of a compose project of two), chosen where a crash could do the most harm, and the test's operator
+"""The operator dead right after one host call of a fast-path migration (of a counter container, of
+one whose restore fails so that it rolls back, and of a compose project of two), chosen where a
+crash could do the most harm, and the test's operator
 taking over: each counter ends up on exactly one host (a project's both on the same one),
 continuous, silent no longer than the downtime, with nothing of the migration left on either host.
 
@@ -36,6 +37,12 @@ POINTS = {
         "verifying": first_in("Verifying"),  # the first look at the restored twin
         "source-removal": request_is(r"node1 docker DELETE /containers/\w+"),  # the twin is the only copy now
     },
+    "rollback": {
+        # the restore on node2 failed: the first call of the rollback, the source still stopped
+        "rolling-back": first_in("RollingBack"),
+        # the source runs again from its checkpoint; the twin and the files are still to go
+        "source-restarted": request_is(r"node1 docker POST /containers/\w+/start"),
+    },
     "project": {
         # the first container frozen, the second still running
         "between-the-freezes": first_in("Checkpointing"),
@@ -54,7 +61,8 @@ def censuses(lab: Lab, operator: OperatorProcess) -> Callable[[str], Census]:
 
     def census(key: str) -> Census:
         if key not in counted:
-            counted[key] = count_calls(lab, WORKLOADS[key], resumer=operator)
+            with WORKLOADS[key].hosts(lab):
+                counted[key] = count_calls(lab, WORKLOADS[key], resumer=operator)
         return counted[key]
 
     return census
@@ -66,7 +74,8 @@ def crash_at(
     """The operator dead right after the census's first call that is `at`, then taken over: the
     row, which passed."""
     n = census.first(at, what)
-    row = crash_after(lab, census, n, resumer=operator)
+    with census.workload.hosts(lab):
+        row = crash_after(lab, census, n, resumer=operator)
     assert row.passed, f"{row.problems} (log: {row.log})"
     return row
 
