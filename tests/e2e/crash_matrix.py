@@ -79,11 +79,11 @@ class Subject(Protocol):
 
 
 class ContainerSubject:
-    """The lab's counter container, on node1."""
+    """The lab's counter container, on node1 (or the counter given)."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, counter: Counter | None = None) -> None:
         self.lab = lab
-        self.counter = Counter(lab, prefix="crash")
+        self.counter = counter or Counter(lab, prefix="crash")
 
     def apply(self, migration: str) -> None:
         self.lab.migration(migration, self.counter.name, target="node2")
@@ -115,14 +115,14 @@ class ColdSubject(ContainerSubject):
     writable layer and volume copied, started on node2 (or again on node1 after a rollback)."""
 
     def __init__(self, lab: Lab) -> None:
-        self.lab = lab
         self.volume = unique("crash-cold")
-        self.counter = Counter(
+        counter = Counter(
             lab,
             prefix="crash-cold",
             command=["sh", "-c", PERSISTENT_COUNTER],
             docker_args=["-v", f"{self.volume}:/data"],
         )
+        super().__init__(lab, counter)
 
     def apply(self, migration: str) -> None:
         self.lab.migration(migration, self.counter.name, target="node2", strategy="Cold")
