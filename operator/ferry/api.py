@@ -19,6 +19,7 @@ GROUP = "ferry.dev"
 VERSION = "v1alpha1"
 MIGRATIONS = "migrations"
 DOCKER_HOSTS = "dockerhosts"
+EVACUATIONS = "evacuations"
 
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HOST_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -143,6 +144,55 @@ class MigrationSpec:
             dry_run=dry_run,
             timeout_seconds=timeout,
             post_copy=post_copy,
+        )
+
+
+class OnLiveFailure(StrEnum):
+    """What an Evacuation does with a container whose live Migration fails or rolls back (a TTY,
+    CRIU refusing it): move it cold (restarted on the target), leave it where it is, or stop."""
+
+    COLD = "Cold"
+    SKIP = "Skip"
+    STOP = "Stop"
+
+
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class EvacuationSpec:
+    """Moves every running container of a host (those a selector selects) to other hosts."""
+
+    source_host: str
+    selector: LabelSelector = field(default_factory=LabelSelector)  # empty: every container there
+    target_hosts: tuple[str, ...] = ()  # none: every Ready host but the source
+    max_concurrent: int = 4  # Migrations of this Evacuation under way at once (each host's limit holds too)
+    strategy: Strategy = Strategy.LIVE
+    on_live_failure: OnLiveFailure = OnLiveFailure.SKIP  # nothing restarts unless asked
+    migration_namespace: str = "default"  # where its Migrations are created
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> EvacuationSpec:
+        where = "Evacuation"
+        source = _host_name(spec, "sourceHost", required=True)
+        assert source is not None
+        targets = _strings(spec.get("targetHosts", []), "spec.targetHosts", where)
+        for target in targets:
+            if not HOST_NAME.fullmatch(target):
+                raise SpecError(f"spec.targetHosts: {target!r} is not a DockerHost name")
+        if source in targets:
+            raise SpecError(f"spec.targetHosts names the source host '{source}'")
+        namespace = spec.get("migrationNamespace", EvacuationSpec.migration_namespace)
+        if not isinstance(namespace, str) or not NAMESPACE.fullmatch(namespace):
+            raise SpecError(f"spec.migrationNamespace {namespace!r} is not a namespace name")
+        return cls(
+            source_host=source,
+            selector=_label_selector(spec.get("selector", {}), "spec.selector", where),
+            target_hosts=tuple(dict.fromkeys(targets)),
+            max_concurrent=_bounded_integer(spec, "maxConcurrent", cls.max_concurrent, 1, 100, where),
+            strategy=_enum(Strategy, spec, "strategy", Strategy.LIVE),
+            on_live_failure=_enum(OnLiveFailure, spec, "onLiveFailure", OnLiveFailure.SKIP),
+            migration_namespace=namespace,
         )
 
 

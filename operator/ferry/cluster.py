@@ -79,6 +79,27 @@ class Cluster:
             listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, MIGRATIONS))
         return cast(list[dict[str, Any]], listing.get("items", []))
 
+    def create_migration(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Creates the Migration; False when one of its name exists already."""
+        name = body["metadata"]["name"]
+        with api_call(f"creating Migration {namespace}/{name}"):
+            try:
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MIGRATIONS, body)
+            except ApiException as error:
+                if error.status == 409:
+                    return False
+                raise
+        return True
+
+    def delete_migration(self, namespace: str, name: str) -> None:
+        """Asks for the Migration's deletion (its finalizer lets ferry cancel or finish it first)."""
+        with api_call(f"deleting Migration {namespace}/{name}"):
+            try:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, MIGRATIONS, name)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
     def patch_migration_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str
     ) -> dict[str, Any]:

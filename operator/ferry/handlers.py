@@ -11,8 +11,9 @@ from typing import Any
 import kopf
 
 from ferry import __version__, metrics
-from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
+from ferry.api import DOCKER_HOSTS, EVACUATIONS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
+from ferry.evacuations import cancel_evacuation, reconcile_evacuation
 from ferry.reconcile import (
     DockerHostCatalog,
     HostPool,
@@ -106,6 +107,32 @@ def _reconcile(operator: Operator, namespace: str, name: str, uid: str) -> None:
         reconcile_migration(operator, namespace=namespace, name=name, uid=uid)
     except TryAgain as later:
         raise kopf.TemporaryError(str(later), delay=later.delay) from None
+
+
+EVACUATION_TICK_SECONDS = 2.0
+
+
+@kopf.timer(GROUP, VERSION, EVACUATIONS, interval=EVACUATION_TICK_SECONDS)
+def evacuate(
+    name: str,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    annotations: kopf.Annotations,
+    memo: kopf.Memo,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """Follows an Evacuation: its Migrations are created, placed and counted at each tick."""
+    found = reconcile_evacuation(memo.operator, name, uid, dict(spec), dict(status), dict(annotations))
+    if found is not None and found != dict(status):
+        patch.status.update(found)
+
+
+@kopf.on.delete(GROUP, VERSION, EVACUATIONS, backoff=DEFAULTS.retry_seconds)
+def evacuation_deleted(name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """Deletes its Migrations: those not frozen yet are cancelled, the others finish or roll back."""
+    cancel_evacuation(memo.operator, name, uid)
 
 
 def probe_host(

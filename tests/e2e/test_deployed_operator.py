@@ -145,7 +145,10 @@ def test_the_pods_run_the_image_read_only_as_non_root_and_answer_their_liveness_
         ("get", "secrets/another", "no"),
         ("list", "secrets", "no"),
         ("create", "pods", "no"),
-        ("delete", "migrations.ferry.dev", "no"),
+        ("delete", "migrations.ferry.dev", "yes"),  # an Evacuation's, when it is deleted
+        ("patch", "evacuations.ferry.dev/status", "yes"),
+        ("delete", "dockerhosts.ferry.dev", "no"),
+        ("delete", "evacuations.ferry.dev", "no"),
     ],
 )
 def test_the_service_account_may_do_what_ferry_needs_and_no_more(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, Workload
+from ferry.api import DockerHostSpec, MigrationSpec, SecretKeyRef, SpecError, Workload
 from ferry.client.kube import ClientError
 from ferry.hosts.criu import Criu, CriuCheck
 from ferry.hosts.docker_engine import DockerError, NotFound
@@ -463,6 +463,8 @@ class FakeHosts:
         return sorted(self.specs)
 
     def spec(self, name: str) -> DockerHostSpec:
+        if name not in self.specs:
+            raise SpecError(f"DockerHost '{name}' does not exist")
         return self.specs[name]
 
     def ready(self, name: str) -> bool | None:

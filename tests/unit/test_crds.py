@@ -11,13 +11,15 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from ferry.api import Strategy
+from ferry.evacuation.status import ContainerRecord, Counts, EvacuationPhase, EvacuationStatus, Outcome
 from ferry.migration import preflight
 from ferry.migration.phases import Phase
 from ferry.migration.state import ConnectionHold, Metrics, MigrationState, PostCopy, Progress, Terminal
 from tests.unit.fakes import preflight_facts
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
-FERRY_CRDS = ["ferry.dev_migrations.yaml", "ferry.dev_dockerhosts.yaml"]
+FERRY_CRDS = ["ferry.dev_migrations.yaml", "ferry.dev_dockerhosts.yaml", "ferry.dev_evacuations.yaml"]
 
 
 def crd(file: str) -> dict[str, Any]:
@@ -73,7 +75,9 @@ def test_the_crd_is_in_the_ferry_category(file: str) -> None:
     assert crd(file)["spec"]["names"]["categories"] == ["ferry"]
 
 
-@pytest.mark.parametrize(("file", "short_name"), [(FERRY_CRDS[0], "mig"), (FERRY_CRDS[1], "dh")])
+@pytest.mark.parametrize(
+    ("file", "short_name"), [(FERRY_CRDS[0], "mig"), (FERRY_CRDS[1], "dh"), (FERRY_CRDS[2], "evac")]
+)
 def test_the_crd_keeps_its_short_name(file: str, short_name: str) -> None:
     assert crd(file)["spec"]["names"]["shortNames"] == [short_name]
 
@@ -198,3 +202,43 @@ def written_keys(model: type[BaseModel]) -> set[str]:
     if "$ref" in written:  # a model that nests itself (a group's members) is one of its own $defs
         written = written["$defs"][model.__name__]
     return set(written["properties"])
+
+
+def evacuation_status_with_every_field() -> dict[str, Any]:
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    record = ContainerRecord(
+        name="web",
+        outcome=Outcome.SUCCEEDED,
+        target="node2",
+        migration="m",
+        strategy=Strategy.LIVE,
+        message="x",
+    )
+    status = EvacuationStatus(
+        phase=EvacuationPhase.SUCCEEDED, message="1 of 1 moved", start_time=moment, completion_time=moment
+    )
+    status.containers.append(record)
+    return status.to_status()
+
+
+def test_the_evacuation_schema_declares_exactly_the_status_fields_the_operator_writes() -> None:
+    status_schema = schema(FERRY_CRDS[2])["properties"]["status"]
+
+    assert declared_paths(status_schema, "status") == key_paths(
+        evacuation_status_with_every_field(), "status"
+    )
+
+
+def test_the_evacuation_status_with_every_field_has_every_key_the_models_write() -> None:
+    status = evacuation_status_with_every_field()
+
+    assert written_keys(EvacuationStatus) - set(status) == set()
+    assert written_keys(ContainerRecord) - set(status["containers"][0]) == set()
+    assert written_keys(Counts) - set(status["counts"]) == set()
+
+
+def test_the_evacuation_printer_columns_are_those_of_a_drain() -> None:
+    (version,) = crd(FERRY_CRDS[2])["spec"]["versions"]
+    shown = [column["name"] for column in version["additionalPrinterColumns"] if not column.get("priority")]
+
+    assert shown == ["Host", "Total", "Done", "Failed", "Phase", "Age"]

@@ -1,0 +1,1 @@
+"""Draining a host: an Evacuation moves every running container of a host, one Migration each."""
