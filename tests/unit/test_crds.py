@@ -242,3 +242,42 @@ def test_the_evacuation_printer_columns_are_those_of_a_drain() -> None:
     shown = [column["name"] for column in version["additionalPrinterColumns"] if not column.get("priority")]
 
     assert shown == ["Host", "Total", "Done", "Failed", "Phase", "Age"]
+
+
+# What a schema node of a CRD may say (JSONSchemaProps): the API server refuses the whole CRD over
+# any other key, as it did over a flow mapping whose description had a comma in it.
+SCHEMA_KEYWORDS = {
+    *("$ref", "$schema", "additionalItems", "additionalProperties", "allOf", "anyOf", "default"),
+    *("definitions", "dependencies", "description", "enum", "example", "exclusiveMaximum"),
+    *("exclusiveMinimum", "externalDocs", "format", "id", "items", "maxItems", "maxLength"),
+    *("maxProperties", "maximum", "minItems", "minLength", "minProperties", "minimum", "multipleOf"),
+    *("not", "nullable", "oneOf", "pattern", "patternProperties", "properties", "required", "title"),
+    *("type", "uniqueItems"),
+}
+
+
+def unknown_keywords(node: dict[str, Any], path: str) -> list[str]:
+    """The keys of `node` and of the schemas nested in it that are no schema keyword."""
+    found = [
+        f"{path}: {key!r}"
+        for key in node
+        if key not in SCHEMA_KEYWORDS and not key.startswith("x-kubernetes-")
+    ]
+    for name, child in (node.get("properties") or {}).items():
+        found += unknown_keywords(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        found += unknown_keywords(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += unknown_keywords(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+@pytest.mark.parametrize("file", FERRY_CRDS)
+def test_every_schema_node_of_the_crd_says_only_what_a_schema_may(file: str) -> None:
+    assert unknown_keywords(schema(file), "") == []
+
+
+def test_a_description_cut_by_a_comma_in_a_flow_mapping_is_found() -> None:
+    node = yaml.safe_load("properties: {n: {type: integer, description: Not started, or queued.}}")
+
+    assert unknown_keywords(node, "") == [".n: 'or queued.'"]
