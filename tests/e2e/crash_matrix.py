@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from ferry.migration.container_group import member_uid
 from tests.e2e.lab import (
-    HOSTS,
     REPO,
     TERMINAL_PHASES,
     Counter,
@@ -136,7 +135,7 @@ class ColdSubject(ContainerSubject):
 
     def remove(self) -> None:
         super().remove()
-        for host in HOSTS:
+        for host in self.lab.hosts:
             self.lab.docker(host, "volume", "rm", "-f", self.volume, check=False)
 
 
@@ -430,7 +429,7 @@ def outcome_problems(lab: Lab, subject: Subject, resource: dict[str, Any]) -> li
         if gap > downtime + GAP_MARGIN_MS:
             problems.append(f"silent for {gap:.0f} ms, downtime {downtime:.0f} ms")
         host = running
-    loser = next(other for other in HOSTS if other != host)
+    loser = "node1" if host == "node2" else "node2"  # the other end of the move (node1 -> node2)
 
     def left() -> list[str]:
         uid = resource["metadata"]["uid"]

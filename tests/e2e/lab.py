@@ -53,7 +53,8 @@ AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's 
 # test-pause annotations, quick takeovers, a host's readiness known within seconds
 TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
-HOSTS = ("node1", "node2")
+HOST_COUNT = REPO / ".lab" / "host-count"  # `hack/lab up --hosts N` records N here
+DEFAULT_HOST_COUNT = 2  # what `hack/lab up` starts without --hosts
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 WEB = "mkdir -p /www && echo $PAGE > /www/index.html && httpd -f -p 80 -h /www"
 
@@ -62,7 +63,22 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def lab_hosts() -> tuple[str, ...]:
+    """The lab's hosts, node1..nodeN, as many as `hack/lab up` recorded (read each time: a lab may
+    come up after this module is imported); its default before there is a record."""
+    try:
+        count = int(HOST_COUNT.read_text())
+    except FileNotFoundError:
+        count = DEFAULT_HOST_COUNT
+    return tuple(f"node{index}" for index in range(1, count + 1))
+
+
 class Lab:
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """node1..nodeN: every host of the lab (lab_hosts)."""
+        return lab_hosts()
+
     def lab(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(LAB_SCRIPT), *args], capture_output=True, text=True, check=check, timeout=timeout
@@ -246,15 +262,15 @@ class Lab:
 
     @contextmanager
     def shared_directory(self, directory: Path) -> Iterator[None]:
-        """Both DockerHosts name `directory` as their spec.sharedDirectory for the duration (the lab's
-        hosts see one filesystem: as a directory every host mounts)."""
-        for host in HOSTS:
+        """Every lab host's DockerHost names `directory` as its spec.sharedDirectory for the duration
+        (the lab's hosts see one filesystem: as a directory every host mounts)."""
+        for host in self.hosts:
             self.patch_host(host, {"sharedDirectory": str(directory)})
         try:
             yield
         finally:
             removed = json.dumps([{"op": "remove", "path": "/spec/sharedDirectory"}])
-            for host in HOSTS:
+            for host in self.hosts:
                 self.kubectl("patch", "dockerhost", host, "--type", "json", "-p", removed)
 
     def network_namespace(self, host: str) -> str:
@@ -284,11 +300,11 @@ class Lab:
 
     def leftovers(self, uid: str, target_container_id: str | None) -> list[str]:
         """What a Migration that ended left on the lab's hosts: its files (ferry_files_left, the
-        images of a process), its checkpoint on either host, its NAT and hold rules."""
+        images of a process), its checkpoint on any host, its NAT and hold rules."""
         left = ferry_files_left(uid, target_container_id)
         if (Path(IMAGES_ROOT) / uid).exists():
             left.append(f"{IMAGES_ROOT}/{uid}")
-        for host in HOSTS:
+        for host in self.hosts:
             root = Path(self.docker(host, "info", "-f", "{{.DockerRootDir}}").stdout.strip())
             left += [f"{path} on {host}" for path in root.glob(f"containers/*/checkpoints/ferry-{uid}")]
             rules = self.lab("exec", host, "iptables-save").stdout
@@ -374,8 +390,8 @@ def stop_demo_operator() -> None:
 
 
 def free_port(lab: Lab) -> int:
-    """A port that no container of either lab host publishes."""
-    taken = " ".join(lab.docker(host, "ps", "--format", "{{.Ports}}").stdout for host in ("node1", "node2"))
+    """A port that no container of any lab host publishes."""
+    taken = " ".join(lab.docker(host, "ps", "--format", "{{.Ports}}").stdout for host in lab.hosts)
     while True:
         port = random.randint(20000, 29999)
         if f":{port}->" not in taken:
@@ -450,7 +466,7 @@ class Counter:
         self.follower = LogFollower("node1", self.name, timestamps=True)
 
     def hosts_running(self) -> list[str]:
-        return [host for host in HOSTS if self.lab.running(host, self.name)]
+        return [host for host in self.lab.hosts if self.lab.running(host, self.name)]
 
     def assert_runs_once_and_continuous(self) -> str:
         """Exactly one host runs it, its numbers have no gap and no repeat, and it still counts."""
@@ -479,8 +495,8 @@ class Counter:
         return longest_gap_ms([moment for moment, _ in self.timed_log(host)])
 
     def remove(self) -> None:
-        """Gone from both hosts, its follower too."""
-        for host in HOSTS:
+        """Gone from every host, its follower too."""
+        for host in self.lab.hosts:
             self.lab.docker(host, "rm", "-f", self.name, check=False)
         self.follower.process.kill()
 
@@ -723,7 +739,7 @@ class Helloer:
         """One process of its name runs, in one lab host's network namespace, and counts on with no
         number missing or repeated: that host."""
         assert self._pid() == self.pid, f"{self.name} does not run exactly once with PID {self.pid}"
-        hosts = [host for host in HOSTS if lab.network_namespace(host) == self.network_namespace()]
+        hosts = [host for host in lab.hosts if lab.network_namespace(host) == self.network_namespace()]
         assert len(hosts) == 1, f"{self.name} runs in the network namespace of {hosts or 'no lab host'}"
         self.assert_continuous_and_counting()
         return hosts[0]

@@ -164,7 +164,7 @@ def test_image_is_copied_before_the_freeze(lab: Lab, operator: OperatorProcess) 
 
 def test_missing_container_fails_naming_it_and_changes_nothing(lab: Lab, operator: OperatorProcess) -> None:
     missing, name = unique("no-such-container"), unique("mig-missing")
-    before = {host: (lab.container_names(host), lab.image_ids(host)) for host in ("node1", "node2")}
+    before = {host: (lab.container_names(host), lab.image_ids(host)) for host in lab.hosts}
 
     lab.migration(name, missing, target="node2")
     status = lab.wait_until(name)["status"]
@@ -173,5 +173,5 @@ def test_missing_container_fails_naming_it_and_changes_nothing(lab: Lab, operato
     assert missing in status["message"]
     condition = next(c for c in status["conditions"] if c["type"] == "Succeeded")
     assert condition["status"] == "False" and condition["reason"] == "ContainerNotFound"
-    after = {host: (lab.container_names(host), lab.image_ids(host)) for host in ("node1", "node2")}
+    after = {host: (lab.container_names(host), lab.image_ids(host)) for host in lab.hosts}
     assert after == before

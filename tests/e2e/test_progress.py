@@ -4,7 +4,7 @@ thaw); none once the Migration ended. `kubectl get -o wide` has the Progress col
 
 from __future__ import annotations
 
-from tests.e2e.lab import HOSTS, Counter, Lab, OperatorProcess, unique
+from tests.e2e.lab import Counter, Lab, OperatorProcess, unique
 
 MiB = 1 << 20
 BLOB = 48 * MiB  # random, in the image: its copy moves that much at least
@@ -39,7 +39,7 @@ def test_kubectl_get_watch_shows_the_bytes_of_the_image_copy_and_of_the_freeze(
         changes = watched(lab, name, counter)
         wide = lab.kubectl("get", "migrations", name, "-o", "wide").stdout.splitlines()[0].split()
     finally:
-        for host in HOSTS:
+        for host in lab.hosts:
             lab.docker(host, "rm", "-f", counter.name, check=False)
             lab.docker(host, "rmi", image, check=False)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.lab import HOSTS, REPO, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, unique, wait_for
 
 LAB = REPO / ".lab"
 RECOVERED = ("Succeeded", "RolledBack")
@@ -68,7 +68,7 @@ def test_a_status_naming_a_source_host_the_namespace_may_not_use_fails_without_t
     lab: Lab, operator: OperatorProcess, forbidden_host: str
 ) -> None:
     counter, name = Counter(lab), unique("mig-forged-source")
-    before = {host: lab.container_names(host) for host in HOSTS}
+    before = {host: lab.container_names(host) for host in lab.hosts}
     created_with_status(
         lab,
         operator,
@@ -90,7 +90,7 @@ def test_a_status_naming_a_source_host_the_namespace_may_not_use_fails_without_t
     )
     assert "without touching any host" in status["message"]
     assert counter.assert_runs_once_and_continuous() == "node1"
-    assert {host: lab.container_names(host) for host in HOSTS} == before
+    assert {host: lab.container_names(host) for host in lab.hosts} == before
 
 
 @pytest.mark.parametrize(
@@ -105,13 +105,13 @@ def test_a_status_patched_to_restoring_fails_without_touching_any_host(
     lab: Lab, operator: OperatorProcess, forged: dict[str, Any]
 ) -> None:
     counter, name = Counter(lab), unique("mig-forged-phase")
-    before = {host: lab.container_names(host) for host in HOSTS}
+    before = {host: lab.container_names(host) for host in lab.hosts}
     created_with_status(lab, operator, name, counter, **forged)
     status = lab.wait_until(name)["status"]
     assert status["phase"] == "Failed", status
     assert reason(status) == "StatusTampered"
     assert counter.assert_runs_once_and_continuous() == "node1"
-    assert {host: lab.container_names(host) for host in HOSTS} == before
+    assert {host: lab.container_names(host) for host in lab.hosts} == before
 
 
 def test_a_status_naming_a_bystander_as_the_twin_never_gets_it_removed(
