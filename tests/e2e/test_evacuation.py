@@ -14,7 +14,7 @@ from tests.e2e.evacuations import (
     its_migrations,
     wait_until_ended,
 )
-from tests.e2e.lab import COUNTER, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import COUNTER, Counter, Lab, OperatorProcess, ferry, unique, wait_for
 
 FROZEN = ("Checkpointing", "Transferring", "Restoring", "Verifying")
 
@@ -62,15 +62,20 @@ def test_ten_containers_drain_onto_two_hosts_within_the_limits_each_resuming_whe
     assert status["wallSeconds"] > 0
 
 
-def test_the_evacuation_reads_as_a_drain_in_kubectl(lab: Lab, name: str) -> None:
-    counters(lab, name, 1)
-    evacuate(lab, name, selector={"matchLabels": {"drain": name}})
-    wait_until_ended(lab, name)
+def test_ferry_drain_waits_for_the_end_and_kubectl_reads_it_as_a_drain(lab: Lab, name: str) -> None:
+    moving = counters(lab, name, 1)[0]
 
+    drained = ferry("drain", "node1", "--selector", f"drain={name}", "--name", name, "--wait")
     table = lab.kubectl("get", "evac", name).stdout.splitlines()
     about = ("get", "events", "-n", "default", "--field-selector", f"involvedObject.name={name}")
     reasons = lab.kubectl(*about, "-o", "jsonpath={.items[*].reason}").stdout.split()
 
+    assert drained.returncode == 0, drained.stderr
+    where = moving.assert_runs_once_and_continuous()
+    assert drained.stdout.splitlines()[-2:] == [
+        "1 of 1 moved",
+        f"  {moving.name}: Succeeded on {where} (Live)",
+    ]
     assert table[0].split() == ["NAME", "HOST", "TOTAL", "DONE", "FAILED", "PHASE", "AGE"]
     assert table[1].split()[1:6] == ["node1", "1", "1", "0", "Succeeded"]
     assert {"Started", "MigrationCreated", "Moved", "Succeeded"} <= set(reasons)

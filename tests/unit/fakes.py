@@ -518,6 +518,22 @@ class FakeMigrationApi:
         self.hosts = list(hosts)
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.progress: list[dict[str, Any] | None] = []
+        self.evacuations: dict[str, dict[str, Any]] = {}
+        self.evacuation_progress: list[
+            dict[str, Any]
+        ] = []  # each read of an Evacuation takes the next status
+
+    def create_evacuation(self, body: dict[str, Any]) -> dict[str, Any]:
+        resource = copy.deepcopy(body)
+        meta = resource["metadata"]
+        meta.setdefault("name", f"{meta.pop('generateName', 'evacuation-')}x{len(self.evacuations):04d}")
+        self.evacuations[meta["name"]] = resource
+        return copy.deepcopy(resource)
+
+    def get_evacuation(self, name: str) -> dict[str, Any] | None:
+        if name in self.evacuations and self.evacuation_progress:
+            self.evacuations[name]["status"] = self.evacuation_progress.pop(0)
+        return copy.deepcopy(self.evacuations.get(name))
 
     def create_migration(self, body: dict[str, Any]) -> dict[str, Any]:
         resource = copy.deepcopy(body)

@@ -10,7 +10,7 @@ from typing import Any, TextIO, TypeVar
 from rich.console import Console
 
 from ferry.api import Strategy
-from ferry.client import host_registration
+from ferry.client import drain, host_registration
 from ferry.client.describe import describe
 from ferry.client.kube import ClientError, KubeApi, MigrationApi
 from ferry.client.listing import as_document, hosts_table, migrations_table
@@ -26,7 +26,7 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 
 
 def register(commands: argparse._SubParsersAction[P]) -> None:
-    """Adds migrate, get, describe, hosts and hosts add to the `ferry` program."""
+    """Adds migrate, get, describe, drain, hosts and hosts add to the `ferry` program."""
     migrate = commands.add_parser(
         "migrate",
         help="create a Migration (and --wait for its end)",
@@ -83,6 +83,17 @@ def register(commands: argparse._SubParsersAction[P]) -> None:
     describe_parser.add_argument("name", metavar="NAME")
     _namespace_option(describe_parser)
     describe_parser.set_defaults(handler=describe_command)
+
+    drain_parser = commands.add_parser(
+        "drain",
+        help="create an Evacuation: move every running container off a host (and --wait for its end)",
+        description="Move every running container of HOST (or those --selector selects) to other "
+        "DockerHosts, each by a Migration of its own, a few at a time.",
+        epilog="exit codes: 0 done (with --wait: every container moved or was skipped); 1 error; "
+        "2 some container did not move; 4 --wait timed out",
+    )
+    drain.add_arguments(drain_parser)
+    drain_parser.set_defaults(handler=drain.drain_command)
 
     hosts = commands.add_parser("hosts", help="the DockerHosts: readiness, versions, migrations running")
     hosts.set_defaults(handler=hosts_command)

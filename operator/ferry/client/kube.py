@@ -11,7 +11,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from ferry.api import DOCKER_HOSTS, GROUP, MIGRATIONS, VERSION
+from ferry.api import DOCKER_HOSTS, EVACUATIONS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import load_kube_config
 
 
@@ -31,6 +31,10 @@ class MigrationApi(Protocol):
         ...
 
     def list_docker_hosts(self) -> list[dict[str, Any]]: ...
+
+    def create_evacuation(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def get_evacuation(self, name: str) -> dict[str, Any] | None: ...
 
     def create_docker_host(self, body: dict[str, Any]) -> None: ...
 
@@ -79,6 +83,19 @@ class KubeApi:
         with _calling("list DockerHosts"):
             listing = self._custom.list_cluster_custom_object(GROUP, VERSION, DOCKER_HOSTS)
         return _items(listing)
+
+    def create_evacuation(self, body: dict[str, Any]) -> dict[str, Any]:
+        with _calling("create the Evacuation"):
+            created = self._custom.create_cluster_custom_object(GROUP, VERSION, EVACUATIONS, body)
+        return cast(dict[str, Any], created)
+
+    def get_evacuation(self, name: str) -> dict[str, Any] | None:
+        try:
+            with _calling(f"read Evacuation {name}"):
+                found = self._custom.get_cluster_custom_object(GROUP, VERSION, EVACUATIONS, name)
+        except _NotFound:
+            return None
+        return cast(dict[str, Any], found)
 
     def create_docker_host(self, body: dict[str, Any]) -> None:
         with _calling("create the DockerHost"):
