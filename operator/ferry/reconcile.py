@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from ferry import __version__, metrics
@@ -23,7 +24,7 @@ from ferry.hosts.runc import FastPathConfig
 from ferry.hosts.shell import KeptShellSession
 from ferry.hosts.ssh import SSHEndpoint, SSHError
 from ferry.lease import MigrationLease
-from ferry.migration.admission import ActiveMigration
+from ferry.migration.admission import QUEUED, ActiveMigration
 from ferry.migration.container_group import member_uid
 from ferry.migration.context import MigrationContext, MigrationRequest
 from ferry.migration.continuity import redirect_tag
@@ -330,7 +331,7 @@ def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) 
         sink.save(state, generation)
         return state
     pauses = _test_pauses(meta.get("annotations", {})) if operator.settings.test_hooks else {}
-    request = MigrationRequest(namespace, name, meta["uid"], generation, spec, pauses)
+    request = MigrationRequest(namespace, name, meta["uid"], generation, spec, _created(meta), pauses)
     coordination = ClusterCoordination(operator, lease, namespace, name)
     ctx = MigrationContext(request, state, operator.pool, sink, coordination)
     metrics.MIGRATIONS_RUNNING.inc()
@@ -347,20 +348,28 @@ def _terminal(resource: dict[str, Any] | None) -> bool:
     return resource is None or MigrationState.from_status(resource.get("status", {})).phase.is_terminal
 
 
-def _active_migration(resource: dict[str, Any]) -> ActiveMigration:
+def _active_migration(resource: Mapping[str, Any]) -> ActiveMigration:
+    """A Migration as admission sees it."""
     meta, status = resource["metadata"], resource.get("status", {})
+    state = MigrationState.from_status(status)
     return ActiveMigration(
         key=f"{meta['namespace']}/{meta['name']}",
         uid=meta["uid"],
-        phase=Phase(status.get("phase", Phase.PENDING.value)),
-        source_host=status.get("sourceHost"),
-        target_host=status.get("targetHost"),
+        phase=state.phase,
+        source_host=state.source_host,
+        target_host=state.target_host,
         source_container_ids=frozenset(
             found
             for move in (status, *status.get("members", []))
             if isinstance(move, dict) and (found := move.get("sourceContainerID"))
         ),
+        created=_created(meta),
+        queued=state.phase is Phase.PENDING and state.reason == QUEUED and not meta.get("deletionTimestamp"),
     )
+
+
+def _created(meta: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(meta["creationTimestamp"])
 
 
 def _test_pauses(annotations: Mapping[str, str]) -> dict[Phase, float]:

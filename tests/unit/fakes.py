@@ -611,7 +611,7 @@ def context(
     coordination: FakeCoordination | None = None,
 ) -> tuple[MigrationContext, FakeSink]:
     sink = FakeSink()
-    request = MigrationRequest(namespace, "move-web", UID, 1, spec)
+    request = MigrationRequest(namespace, "move-web", UID, 1, spec, now())
     return MigrationContext(request, state, hosts, sink, coordination or FakeCoordination()), sink
 
 

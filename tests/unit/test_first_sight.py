@@ -18,7 +18,13 @@ class FakeCluster:
     def __init__(self, spec: dict[str, Any], status: dict[str, Any] | None = None) -> None:
         self.coordination = FakeCoordinationApi()
         self.resource: dict[str, Any] = {
-            "metadata": {"namespace": "team-a", "name": "move-web", "uid": "uid-1", "resourceVersion": "1"},
+            "metadata": {
+                "namespace": "team-a",
+                "name": "move-web",
+                "uid": "uid-1",
+                "resourceVersion": "1",
+                "creationTimestamp": "2024-05-01T12:00:00Z",
+            },
             "spec": spec,
         }
         if status is not None:

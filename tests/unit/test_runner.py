@@ -16,7 +16,7 @@ from ferry.migration.context import MigrationContext
 from ferry.migration.errors import ClusterUnavailable, LostCharge, Problem, Wait
 from ferry.migration.phases import PHASES, TRANSITIONS, Outcome, Phase
 from ferry.migration.runner import run_migration, run_phase
-from ferry.migration.state import IllegalTransition, MigrationState
+from ferry.migration.state import IllegalTransition, MigrationState, now
 from ferry.migration.steps import MigrationSteps
 from tests.unit.fakes import (
     FakeCoordination,
@@ -213,7 +213,7 @@ def test_waits_and_an_unreachable_api_server_pass_to_the_caller_without_a_status
 
 def test_a_migration_without_a_free_slot_is_queued_and_waits_instead_of_sleeping() -> None:
     busy = ActiveMigration(
-        "team-b/other", "uid-2", Phase.TRANSFERRING, "node1", "node3", frozenset({"c-other"})
+        "team-b/other", "uid-2", Phase.TRANSFERRING, "node1", "node3", frozenset({"c-other"}), now(), False
     )
     coordination = FakeCoordination()
     coordination.active_migrations = lambda: [busy]  # type: ignore[method-assign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from ferry.api import DockerHostSpec, MigrationSpec
@@ -56,6 +57,7 @@ class MigrationRequest:
     uid: str
     generation: int | None
     spec: MigrationSpec
+    created: datetime  # its creationTimestamp: its place in the line for a slot
     pauses: Mapping[Phase, float] = field(default_factory=dict)  # test hooks: sleep before a phase
 
 

@@ -3,17 +3,16 @@ queued and come back later (`Wait`: kopf does the waiting, no worker sleeps)."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 
-from ferry.api import MigrationSpec, Strategy, Transfer
-from ferry.migration.admission import full_hosts, migrating_container
-from ferry.migration.context import MigrationContext
+from ferry.api import MigrationSpec, SpecError, Strategy, Transfer
+from ferry.migration.admission import QUEUED, ActiveMigration, migrating_container, take_turn
+from ferry.migration.context import HostDirectory, MigrationContext
 from ferry.migration.errors import Problem, Wait
 from ferry.migration.phases import Phase
 from ferry.migration.readiness import not_ready, require_ready
 from ferry.migration.state import now
-
-QUEUE_POLL_SECONDS = 1.0
 
 
 def note_the_start(ctx: MigrationContext) -> None:
@@ -67,11 +66,11 @@ def admit(ctx: MigrationContext) -> None:
 
 
 def take_a_slot(ctx: MigrationContext) -> None:
-    """Returns once the container is free and both hosts have a slot (the runner then enters
-    Preparing); otherwise records that the Migration is queued, and why, and waits."""
+    """Returns once the container is free and it is this Migration's turn for a slot on both hosts
+    (the runner then enters Preparing); otherwise records that the Migration is queued, why, and
+    its place in line, and waits: the further back, the longer."""
     state, coordination = ctx.state, ctx.coordination
     assert state.source_host is not None and state.target_host is not None
-    hosts = (state.source_host, state.target_host)
     container_id = state.source_container_id
     with coordination.admission_lock:
         active = coordination.active_migrations()
@@ -85,18 +84,39 @@ def take_a_slot(ctx: MigrationContext) -> None:
                 "ContainerBusy",
                 f"{state.workload} on {state.source_host} is busy: Migration {holder.key} is moving it",
             )
-        full = full_hosts(
-            active, ctx.request.uid, hosts, lambda name: ctx.hosts.spec(name).max_concurrent_migrations
-        )
-        if not full:
+        turn = take_turn(active, in_line(ctx), host_limits(ctx.hosts))
+        if turn.admitted:
             # Entered before the lock is let go, so that the next decision sees this one.
             ctx.advance(Phase.PREPARING)
             return
-    waiting = f"queued: {'; '.join(full)} (maxConcurrentMigrations)"
-    if state.message != waiting:
-        state.message, state.reason = waiting, "Queued"
+    if state.message != turn.message:
+        state.message, state.reason = turn.message, QUEUED
         ctx.save()
-    raise Wait(waiting, QUEUE_POLL_SECONDS)
+    raise Wait(turn.message, turn.retry_delay)
+
+
+def in_line(ctx: MigrationContext) -> ActiveMigration:
+    """This Migration as it stands in the line for its hosts' slots."""
+    state, request = ctx.state, ctx.request
+    return ActiveMigration(
+        key=f"{request.namespace}/{request.name}",
+        uid=request.uid,
+        phase=state.phase,
+        source_host=state.source_host,
+        target_host=state.target_host,
+        source_container_ids=frozenset({state.source_container_id} if state.source_container_id else ()),
+        created=request.created,
+        queued=True,
+    )
+
+
+def host_limits(hosts: HostDirectory) -> dict[str, int]:
+    """Each DockerHost's maxConcurrentMigrations; one whose spec is invalid has no slot to give."""
+    limits = {}
+    for name in hosts.names():
+        with contextlib.suppress(SpecError):
+            limits[name] = hosts.spec(name).max_concurrent_migrations
+    return limits
 
 
 def find_source_host(ctx: MigrationContext, container: str) -> str:
