@@ -14,11 +14,14 @@ from ferry import __version__, metrics
 from ferry.api import DOCKER_HOSTS, EVACUATIONS, GROUP, MIGRATIONS, VERSION
 from ferry.cluster import Cluster, load_kube_config
 from ferry.evacuations import cancel_evacuation, reconcile_evacuation
+from ferry.migration.admission import ActiveMigration
 from ferry.reconcile import (
     DockerHostCatalog,
     HostPool,
+    MigrationLine,
     Operator,
     TryAgain,
+    active_migration,
     probe_and_report,
     probed_readiness,
     reconcile_migration,
@@ -58,12 +61,20 @@ def docker_host_readiness(name: str, status: kopf.Status, **_: Any) -> dict[str,
     return {} if ready is None else {name: ready}
 
 
+@kopf.index(GROUP, VERSION, MIGRATIONS)
+def migrations_in_line(body: kopf.Body, **_: Any) -> ActiveMigration:
+    """Every Migration as admission sees it (all under the key None), so that a queued Migration
+    learns that its turn has not come with no API call."""
+    return active_migration(body)
+
+
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     """Configures kopf and makes what every handler shares; the indexes of DockerHosts are empty yet
     (kopf fills them before any resource handler runs)."""
     docker_hosts: kopf.Index[str, dict[str, Any]] = kwargs["docker_hosts"]
     readiness: kopf.Index[str, bool] = kwargs["docker_host_readiness"]
+    in_line: kopf.Index[None, ActiveMigration] = kwargs["migrations_in_line"]
     ours: Settings = memo.get("settings") or DEFAULTS
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
@@ -77,7 +88,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> No
     log.info("ferry %s starting as %s", __version__, identity)
     catalog = DockerHostCatalog(docker_hosts, readiness)
     metrics.export_host_readiness(catalog.readiness)
-    memo.operator = Operator(cluster, HostPool(cluster, catalog), identity, ours)
+    memo.operator = Operator(cluster, HostPool(cluster, catalog), identity, ours, line=MigrationLine(in_line))
 
 
 @kopf.on.cleanup()

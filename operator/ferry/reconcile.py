@@ -24,11 +24,12 @@ from ferry.hosts.runc import FastPathConfig
 from ferry.hosts.shell import KeptShellSession
 from ferry.hosts.ssh import SSHEndpoint, SSHError
 from ferry.lease import MigrationLease
-from ferry.migration.admission import QUEUED, ActiveMigration
+from ferry.migration.admission import QUEUED, ActiveMigration, Turn, take_turn
 from ferry.migration.container_group import member_uid
 from ferry.migration.context import MigrationContext, MigrationRequest
 from ferry.migration.continuity import redirect_tag
 from ferry.migration.errors import ClusterUnavailable, HostError, LostCharge, Wait
+from ferry.migration.pending import host_limits
 from ferry.migration.phases import Phase
 from ferry.migration.runner import authorization_problem, run_migration
 from ferry.migration.state import MigrationState, now, timestamp
@@ -66,6 +67,24 @@ class DockerHostCatalog:
     def readiness(self) -> dict[str, bool]:
         """Every probed host's readiness, by name."""
         return {name: ready for name in self.names() if (ready := self.ready(name)) is not None}
+
+
+class MigrationLine:
+    """Every Migration as admission sees it, as the operator's watch last saw them: a kopf index
+    (all under the key None), so that a queued Migration learns with no API call that its turn has
+    not come. It may be a little behind: the decision to start is made on a fresh LIST."""
+
+    def __init__(self, index: Mapping[None, Iterable[ActiveMigration]] | None = None) -> None:
+        self._index = index if index is not None else {}
+
+    def turn(self, uid: str, limits: Mapping[str, int]) -> Turn | None:
+        """The turn of Migration `uid` if it is queued; None if it is not (or not seen yet)."""
+        # Copied in one go: kopf changes the index from its own thread.
+        migrations = list(self._index.get(None, ()))
+        own = next((m for m in migrations if m.uid == uid), None)
+        if own is None or not own.queued:
+            return None
+        return take_turn(migrations, own, limits)
 
 
 class HostPool:
@@ -227,6 +246,7 @@ class Operator:
     pool: HostPool
     identity: str
     settings: Settings = field(default_factory=Settings)
+    line: MigrationLine = field(default_factory=MigrationLine)
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
     events: Events = field(init=False)
 
@@ -245,7 +265,7 @@ class ClusterCoordination:
         self._name = name
 
     def active_migrations(self) -> list[ActiveMigration]:
-        return [_active_migration(item) for item in self._cluster.list_migrations()]
+        return [active_migration(item) for item in self._cluster.list_migrations()]
 
     def cancel_requested(self) -> bool:
         resource = self._cluster.get_migration(self._namespace, self._name)
@@ -263,6 +283,7 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
     replaced operator) may have moved it on since the event that called us.
     """
     try:
+        _wait_in_line(operator, uid)
         if _terminal(operator.cluster.get_migration(namespace, name)):
             return None
         lease = MigrationLease(
@@ -289,6 +310,14 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
     except ClusterUnavailable as error:
         log.warning("%s/%s waits for the API server: %s", namespace, name, error)
         raise TryAgain(f"the API server: {error}") from None
+
+
+def _wait_in_line(operator: Operator, uid: str) -> None:
+    """A queued Migration whose turn has not come, as the index sees it, waits again at once with
+    no API call of ours (kopf still records the retry on the Migration)."""
+    turn = operator.line.turn(uid, host_limits(operator.pool))
+    if turn is not None and not turn.admitted:
+        raise TryAgain(turn.message, turn.retry_delay)
 
 
 def release_redirect(operator: Operator, *, namespace: str, name: str, uid: str) -> None:
@@ -348,7 +377,7 @@ def _terminal(resource: dict[str, Any] | None) -> bool:
     return resource is None or MigrationState.from_status(resource.get("status", {})).phase.is_terminal
 
 
-def _active_migration(resource: Mapping[str, Any]) -> ActiveMigration:
+def active_migration(resource: Mapping[str, Any]) -> ActiveMigration:
     """A Migration as admission sees it."""
     meta, status = resource["metadata"], resource.get("status", {})
     state = MigrationState.from_status(status)
