@@ -70,21 +70,37 @@ class DockerHostCatalog:
 
 
 class MigrationLine:
-    """Every Migration as admission sees it, as the operator's watch last saw them: a kopf index
-    (all under the key None), so that a queued Migration learns with no API call that its turn has
-    not come. It may be a little behind: the decision to start is made on a fresh LIST."""
+    """Every Migration as admission sees it, with no API call, so that a queued Migration learns
+    that its turn has not come: a kopf index (all under the key None), and what this operator's
+    runs are writing. kopf indexes a Migration's events only between two runs of its handler, so
+    while a run goes on (a migration under way, for seconds) the index still shows it as it was
+    before; its own status writes stand in for it until the run ends. The view may still be a
+    little behind: the decision to start is made on a fresh LIST."""
 
     def __init__(self, index: Mapping[None, Iterable[ActiveMigration]] | None = None) -> None:
         self._index = index if index is not None else {}
+        self._running: dict[str, ActiveMigration] = {}  # by uid: as its run here last wrote it
+        self._lock = threading.Lock()
+
+    def written(self, resource: Mapping[str, Any]) -> None:
+        migration = active_migration(resource)
+        with self._lock:
+            self._running[migration.uid] = migration
+
+    def run_ended(self, uid: str) -> None:
+        with self._lock:
+            self._running.pop(uid, None)
 
     def turn(self, uid: str, limits: Mapping[str, int]) -> Turn | None:
         """The turn of Migration `uid` if it is queued; None if it is not (or not seen yet)."""
         # Copied in one go: kopf changes the index from its own thread.
-        migrations = list(self._index.get(None, ()))
-        own = next((m for m in migrations if m.uid == uid), None)
+        seen = {m.uid: m for m in list(self._index.get(None, ()))}
+        with self._lock:
+            seen.update(self._running)
+        own = seen.get(uid)
         if own is None or not own.queued:
             return None
-        return take_turn(migrations, own, limits)
+        return take_turn(seen.values(), own, limits)
 
 
 class HostPool:
@@ -175,6 +191,7 @@ class ResourceStatus:
         resource: dict[str, Any],
         still_held: Callable[[], bool],
         events: Events,
+        on_written: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.namespace = resource["metadata"]["namespace"]
@@ -182,6 +199,7 @@ class ResourceStatus:
         self._ref = ObjectRef("Migration", self.name, resource["metadata"]["uid"], self.namespace)
         self._still_held = still_held
         self._events = events
+        self._on_written = on_written  # told of each write that went through
         self._resource_version: str = resource["metadata"]["resourceVersion"]
         self._written: dict[str, Any] = resource.get("status", {})  # the status as the server has it
 
@@ -224,6 +242,8 @@ class ResourceStatus:
     def _seen(self, resource: dict[str, Any]) -> None:
         self._resource_version = str(resource["metadata"]["resourceVersion"])
         self._written = resource.get("status", {})
+        if self._on_written is not None:
+            self._on_written(resource)
 
 
 TEST_PAUSE_ANNOTATION = "ferry.dev/test-pause"  # "Phase=seconds,...", honoured with `ferry run --test-hooks`
@@ -301,6 +321,7 @@ def reconcile_migration(operator: Operator, *, namespace: str, name: str, uid: s
                 return None
             return _drive(operator, lease, resource)
         finally:
+            operator.line.run_ended(uid)
             lease.release()
     except Wait as wait:
         raise TryAgain(str(wait), wait.delay) from None
@@ -349,7 +370,13 @@ def _drive(operator: Operator, lease: MigrationLease, resource: dict[str, Any]) 
     status = resource.get("status", {})
     state = MigrationState.from_status(status)
     state.operator_version = __version__
-    sink = ResourceStatus(operator.cluster, resource, still_held=lease.confirm, events=operator.events)
+    sink = ResourceStatus(
+        operator.cluster,
+        resource,
+        still_held=lease.confirm,
+        events=operator.events,
+        on_written=operator.line.written,
+    )
     if "phase" not in status:  # a new Migration: `kubectl get -w` shows Pending from the first write
         state.start("seen by the operator: it checks the spec, the hosts and the workload, then queues it")
         sink.save(state, generation)

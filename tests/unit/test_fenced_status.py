@@ -213,3 +213,21 @@ def test_a_field_the_state_no_longer_has_is_removed_from_the_status() -> None:
     sink.save(redirected, 1)
 
     assert store.resource is not None and "redirect" not in store.resource["status"]
+
+
+def test_each_write_that_went_through_is_told_to_whoever_asked() -> None:
+    """The operator's MigrationLine learns what a run writes before kopf's index does."""
+    store = FakeStore()
+    told: list[dict[str, Any]] = []
+    assert store.resource is not None
+    sink = ResourceStatus(
+        store,
+        copy.deepcopy(store.resource),
+        still_held=lambda: True,
+        events=Events(FakeEventPoster(), "me"),
+        on_written=told.append,
+    )
+
+    sink.save(state_in(Phase.PREPARING), 1)
+
+    assert [resource["status"]["phase"] for resource in told] == ["Preparing"]

@@ -49,8 +49,13 @@ class GoneMigration:
         self.asked += 1
 
 
-def reconcile(cluster: object, seen: list[dict[str, Any]], uid: str) -> None:
-    line = MigrationLine({None: [active_migration(item) for item in seen]})
+def indexed(*seen: dict[str, Any]) -> MigrationLine:
+    """The line, as kopf's index saw the Migrations `seen`."""
+    return MigrationLine({None: [active_migration(item) for item in seen]})
+
+
+def reconcile(cluster: object, seen: list[dict[str, Any]] | MigrationLine, uid: str) -> None:
+    line = seen if isinstance(seen, MigrationLine) else indexed(*seen)
     hosts = FakeHosts(host_spec("node1"), host_spec("node2"))
     operator = Operator(cast(Cluster, cluster), cast(HostPool, hosts), "me", line=line)
     reconcile_migration(operator, namespace="default", name=uid, uid=uid)
@@ -105,3 +110,23 @@ def test_a_migration_is_queued_when_its_status_says_pending_for_the_reason_queue
     assert active_migration(resource("me")).queued
     assert not active_migration(resource("just-seen", reason="")).queued
     assert not active_migration(resource("moving", Phase.PREPARING, reason="")).queued
+
+
+def test_a_migration_under_way_here_counts_as_its_run_last_wrote_it_not_as_the_index_saw_it() -> None:
+    """kopf indexes a Migration's events only between the runs of its handler: the two under way
+    still look Pending to the index, but their runs wrote Preparing."""
+    line = indexed(resource("run0", reason=""), resource("run1", reason=""), resource("me"))
+    for run in running(2):
+        line.written(run)
+
+    with pytest.raises(TryAgain):
+        reconcile(NoApiServer(), line, "me")
+
+
+def test_once_its_run_ends_the_index_speaks_for_a_migration_again() -> None:
+    line = indexed(*running(2), resource("me"))
+    line.written(resource("run0", Phase.SUCCEEDED, reason=""))
+    line.run_ended("run0")
+
+    with pytest.raises(TryAgain):
+        reconcile(NoApiServer(), line, "me")
