@@ -151,23 +151,16 @@ class Lab:
         process: dict[str, Any] | None = None,
         **spec: Any,
     ) -> None:
-        """Applies a Migration; `pauses` ("Phase=seconds,...") holds the operator before those phases."""
-        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-        if pauses:
-            metadata["annotations"] = {"ferry.dev/test-pause": pauses}
-        body: dict[str, Any] = {
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Migration",
-            "metadata": metadata,
-            "spec": {
-                "workload": {"process": process} if process else {"container": container},
-                "targetHost": target,
-                **spec,
-            },
-        }
-        if source is not None:
-            body["spec"]["sourceHost"] = source
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+        """Applies a Migration (`migration_body`)."""
+        self.apply(
+            migration_body(
+                name, container, target, source, pauses=pauses, namespace=namespace, process=process, **spec
+            )
+        )
+
+    def apply(self, *bodies: dict[str, Any]) -> None:
+        """Applies the resources in one `kubectl apply`."""
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(bodies))
 
     def get_migration(self, name: str, namespace: str = "default") -> dict[str, Any]:
         found = self.kubectl("get", "migration", name, "-n", namespace, "-o", "json")
@@ -345,9 +338,54 @@ def ferry_files_left(uid: str, target_container_id: str | None) -> list[str]:
     return left + [str(place) for place in places if place.exists()]
 
 
+def migration_body(
+    name: str,
+    container: str,
+    target: str,
+    source: str | None = "node1",
+    *,
+    pauses: str | None = None,
+    namespace: str = "default",
+    process: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Migration of `container` (or of a plain `process`); `pauses` ("Phase=seconds,...") holds the
+    operator before those phases (it runs with --test-hooks)."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if pauses:
+        metadata["annotations"] = {"ferry.dev/test-pause": pauses}
+    body: dict[str, Any] = {
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "Migration",
+        "metadata": metadata,
+        "spec": {
+            "workload": {"process": process} if process else {"container": container},
+            "targetHost": target,
+            **spec,
+        },
+    }
+    if source is not None:
+        body["spec"]["sourceHost"] = source
+    return body
+
+
 def parse_time(text: str) -> float:
     """The Unix time of a Kubernetes timestamp."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def entered(migration: dict[str, Any], phase: str) -> float | None:
+    """When the Migration entered `phase` (Unix time), as its status.phaseTransitions says; None if
+    it never did."""
+    transitions = migration.get("status", {}).get("phaseTransitions", [])
+    return next((parse_time(entry["time"]) for entry in transitions if entry["phase"] == phase), None)
+
+
+def started(migration: dict[str, Any]) -> float:
+    """When the Migration entered Preparing, which it must have."""
+    moment = entered(migration, "Preparing")
+    assert moment is not None, f"Migration {migration['metadata']['name']} never entered Preparing"
+    return moment
 
 
 def log_times(output: str) -> list[tuple[float, str]]:

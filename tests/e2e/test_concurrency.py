@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from tests.e2e.lab import Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.evacuations import busiest
+from tests.e2e.lab import (
+    TERMINAL_PHASES,
+    Counter,
+    Lab,
+    OperatorProcess,
+    migration_body,
+    started,
+    unique,
+    wait_for,
+)
+
+LIMIT = 2  # the lab hosts' maxConcurrentMigrations
 
 
 def test_two_migrations_of_one_container_let_exactly_one_proceed(lab: Lab, operator: OperatorProcess) -> None:
@@ -44,6 +58,103 @@ def test_migrations_beyond_a_hosts_limit_queue_instead_of_failing(
     assert [status["phase"] for status in statuses] == ["Succeeded"] * 3, statuses
     for counter in counters:
         assert counter.assert_runs_once_and_continuous() == "node2"
+
+
+@dataclass
+class Line:
+    """Two Migrations node1 -> node2 holding both hosts' slots (paused at the start of Preparing),
+    and more behind them, applied at once, queued in the order of their names."""
+
+    holders: list[str]
+    queued: list[str]
+    counters: list[Counter]  # the holders' and the queued ones'
+
+    @property
+    def names(self) -> list[str]:
+        return self.holders + self.queued
+
+
+def line_up(lab: Lab, count: int, hold_seconds: int) -> Line:
+    with ThreadPoolExecutor(4) as pool:
+        counters = list(pool.map(lambda _: Counter(lab, "counter-line"), range(LIMIT + count)))
+    prefix = unique("mig-line")
+    line = Line(
+        [f"{prefix}-holder{n}" for n in range(LIMIT)], [f"{prefix}-{n:02}" for n in range(count)], counters
+    )
+    for name, counter in zip(line.holders, counters, strict=False):
+        lab.migration(name, counter.name, target="node2", pauses=f"Preparing={hold_seconds}")
+    for name in line.holders:
+        lab.wait_for_phase(name, "Preparing")
+    lab.apply(
+        *(
+            migration_body(name, counter.name, target="node2")
+            for name, counter in zip(line.queued, counters[LIMIT:], strict=True)
+        )
+    )
+    wait_for(
+        lambda: all("in line" in m["status"].get("message", "") for m in listed(lab, line.queued)),
+        hold_seconds,
+        "the Migrations to queue",
+        0.5,
+    )
+    assert [m["status"]["phase"] for m in listed(lab, line.holders)] == ["Preparing"] * LIMIT, (
+        "the holders went on before the line had queued"
+    )
+    return line
+
+
+def listed(lab: Lab, names: list[str]) -> list[dict[str, Any]]:
+    """The Migrations `names`, in that order, from one LIST (each with a status)."""
+    items = json.loads(lab.kubectl("get", "migrations", "-o", "json").stdout)["items"]
+    found = {item["metadata"]["name"]: {"status": {}, **item} for item in items}
+    return [found[name] for name in names]
+
+
+def all_ended(lab: Lab, names: list[str], timeout: float) -> list[dict[str, Any]]:
+    def ended() -> list[dict[str, Any]] | None:
+        found = listed(lab, names)
+        return found if all(m["status"].get("phase") in TERMINAL_PHASES for m in found) else None
+
+    found: list[dict[str, Any]] = wait_for(ended, timeout, "the Migrations to end", 1.0)
+    return found
+
+
+def test_twenty_queued_migrations_start_oldest_first_and_never_above_the_hosts_limit(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    line = line_up(lab, 20, hold_seconds=12)
+
+    ended = all_ended(lab, line.names, timeout=240)
+
+    assert [m["status"]["phase"] for m in ended] == ["Succeeded"] * len(ended), [m["status"] for m in ended]
+    starts = [started(m) for m in ended[LIMIT:]]
+    assert starts == sorted(starts), "a younger Migration started before an older one"
+    assert (busiest(ended, "node1"), busiest(ended, "node2")) == (LIMIT, LIMIT)
+    for counter in line.counters:
+        assert counter.assert_runs_once_and_continuous() == "node2"
+
+
+def test_a_migration_whose_hosts_have_a_slot_starts_at_once_while_older_ones_wait(
+    lab: Lab, operator: OperatorProcess, three_hosts: None
+) -> None:
+    """node1 is allowed a third migration while two hold node2 and three more wait for it: a move
+    node1 -> node3 fits, and starts ahead of them (backfill)."""
+    line = line_up(lab, 3, hold_seconds=10)
+    counter, name = Counter(lab), unique("mig-backfill")
+    lab.patch_host("node1", {"maxConcurrentMigrations": LIMIT + 1})
+    try:
+        applied = time.time()
+        lab.migration(name, counter.name, target="node3")
+        lab.wait_for_phase(name, "Preparing", timeout=10)
+        took = started(lab.get_migration(name)) - applied
+        waiting = [m["status"]["phase"] for m in listed(lab, line.queued)]
+        ended = all_ended(lab, [*line.names, name], timeout=180)
+    finally:
+        lab.patch_host("node1", {"maxConcurrentMigrations": LIMIT})
+    assert took < 3, f"{name} started {took:.1f} s after it was applied"
+    assert waiting == ["Pending"] * len(line.queued)
+    assert [m["status"]["phase"] for m in ended] == ["Succeeded"] * len(ended)
+    assert counter.assert_runs_once_and_continuous() == "node3"
 
 
 def test_deleting_before_the_freeze_cancels_and_leaves_the_source(
