@@ -4,6 +4,7 @@ kind of failure in one place (fail before the freeze, roll back after, pass wait
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import cast
 
 import pytest
@@ -322,3 +323,25 @@ def test_a_driver_whose_lease_lapses_mid_step_stops_before_its_next_host_call(
 
     assert steps.made == ["stream 1"]  # as if it died right after that call: the next driver resumes
     assert sink.phases[-1] == "Transferring"  # and it wrote nothing since
+
+
+def test_time_spent_in_line_does_not_count_against_timeout_seconds() -> None:
+    an_hour_ago = now() - timedelta(hours=1)  # seen then; queued behind others since
+    state = MigrationState(start_time=an_hour_ago, transitions=[(Phase.PENDING, an_hour_ago)])
+    steps, _ = scripted(state)
+
+    run_until_it_ends(steps)
+
+    assert state.phase is Phase.SUCCEEDED
+
+
+def test_timeout_seconds_counts_from_the_slot_on_both_hosts() -> None:
+    state = frozen_state(Phase.PREPARING, target_container_id=None, frozen_at=None)
+    admitted = now() - timedelta(seconds=301)  # the spec's timeoutSeconds is 300
+    state.transitions = [(Phase.PENDING, admitted - timedelta(hours=1)), (Phase.PREPARING, admitted)]
+    steps, _ = scripted(state)
+
+    run_phase(steps.ctx, cast(MigrationSteps, steps))
+
+    assert (state.phase, state.reason) == (Phase.FAILED, "Timeout")
+    assert "prepare" not in steps.calls

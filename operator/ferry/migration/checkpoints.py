@@ -387,7 +387,7 @@ class PostCopyCheckpoints(RuncCheckpoints):
         self.ctx.save()
 
     def elapsed_seconds(self) -> float:
-        return milliseconds(self.state.start_time or now(), now()) / 1000
+        return milliseconds(self.state.admitted_at or self.state.start_time or now(), now()) / 1000
 
     def settle_source(self) -> None:
         """Ends the target's lazy-pages and the source's CRIU (the twin is gone already). Before the

@@ -212,10 +212,13 @@ def migration_for(ctx: MigrationContext) -> MigrationSteps:
 
 
 def check_deadline(ctx: MigrationContext) -> None:
+    """spec.timeoutSeconds, counted from the slot on its hosts: waiting in line is not held against it,
+    and a rollback runs to its end whatever the clock says."""
     state, timeout = ctx.state, ctx.request.spec.timeout_seconds
-    if state.phase is Phase.ROLLING_BACK or state.start_time is None:
-        return  # a rollback runs to its end whatever the clock says
-    if milliseconds(state.start_time, now()) > timeout * 1000:
+    since = state.admitted_at or state.start_time
+    if state.phase in (Phase.PENDING, Phase.ROLLING_BACK) or since is None:
+        return
+    if milliseconds(since, now()) > timeout * 1000:
         raise Problem(
             "Timeout", f"the migration took longer than spec.timeoutSeconds ({timeout}s) in {state.phase}"
         )

@@ -284,6 +284,12 @@ class MigrationState(StatusPart):
         downtime_ms = self.metrics.downtime_ms
         return format_duration(downtime_ms) if downtime_ms is not None else None
 
+    @property
+    def admitted_at(self) -> datetime | None:
+        """When it left the line for its hosts' slots (entered Preparing); spec.timeoutSeconds counts
+        from here, so that time spent queued behind other Migrations is not held against it."""
+        return next((moment for phase, moment in self.transitions if phase is Phase.PREPARING), None)
+
     def to_status(self, generation: int | None = None) -> dict[str, Any]:
         """The status to write: the fields under their keys, and conditions that follow the phase."""
         status = self.model_dump(mode="json", by_alias=True, exclude_none=True)
