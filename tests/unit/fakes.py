@@ -507,6 +507,19 @@ class FakeEventPoster:
         return [event["reason"] for event in self.posted]
 
 
+class FakeClock:
+    """time.monotonic for a test, with the sleep that moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class FakeMigrationApi:
     """The CLI's MigrationApi over dicts, naming as the API server does for generateName. Each read of
     a Migration first moves it to the next status in `progress` (as the operator would); a None

@@ -11,18 +11,7 @@ from ferry.cli import parse_arguments
 from ferry.client.drain import drain_command
 from ferry.client.kube import ClientError
 from ferry.client.outcome import ExitCode
-from tests.unit.fakes import FakeMigrationApi
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.unit.fakes import FakeClock, FakeMigrationApi
 
 
 def drain(api: FakeMigrationApi, *argv: str) -> tuple[ExitCode, str]:

@@ -17,7 +17,7 @@ from ferry.client.outcome import ExitCode
 from ferry.client.wait import wait_for_end
 from ferry.migration.phases import Phase
 from ferry.migration.state import Metrics, MigrationState
-from tests.unit.fakes import FakeMigrationApi
+from tests.unit.fakes import FakeClock, FakeMigrationApi
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 MOVED = (Phase.PREPARING, Phase.CHECKPOINTING, Phase.TRANSFERRING, Phase.RESTORING, Phase.VERIFYING)
@@ -36,17 +36,6 @@ def statuses(*phases: Phase, reason: str = "", metrics: Metrics | None = None) -
         state.enter(phase, f"{phase} now", reason if failure else "")
         written.append(state.to_status())
     return written
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def wait(api: FakeMigrationApi, timeout: float = 60) -> tuple[ExitCode, str]:

@@ -12,8 +12,7 @@ from ferry.client.outcome import ExitCode
 from ferry.client.wait import wait_for_end
 from ferry.migration.phases import Phase
 from ferry.migration.state import MigrationState, Progress
-from tests.unit.fakes import FakeMigrationApi
-from tests.unit.test_client_migrate import FakeClock
+from tests.unit.fakes import FakeClock, FakeMigrationApi
 from tests.unit.test_client_output import NOW, api_with, migration, run
 
 MiB = 1 << 20
