@@ -15,11 +15,11 @@ from ferry.api import GROUP, VERSION, EvacuationSpec, SpecError, Strategy
 from ferry.evacuation.plan import Attempt, HostLoad, NewMigration, SourceContainer, plan
 from ferry.evacuation.status import ContainerRecord, EvacuationPhase, EvacuationStatus, Outcome
 from ferry.events import Events, ObjectRef
-from ferry.migration.admission import HOLDING
+from ferry.migration.admission import running_per_host
 from ferry.migration.errors import ClusterUnavailable, HostError
 from ferry.migration.phases import Phase
 from ferry.migration.state import now
-from ferry.reconcile import TEST_PAUSE_ANNOTATION, Operator
+from ferry.reconcile import TEST_PAUSE_ANNOTATION, Operator, active_migration
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ def reconcile_evacuation(
     try:
         migrations = operator.cluster.list_migrations()
         attempts = [_attempt(m) for m in migrations if _owned_by(m, name, uid)]
-        on_source, source = _source(operator, parsed, migrations)
-        targets = _targets(operator, parsed, migrations)
+        slots_held = running_per_host(active_migration(m) for m in migrations)
+        on_source, source = _source(operator, parsed, slots_held)
+        targets = _targets(operator, parsed, slots_held)
     except (HostError, ClusterUnavailable) as error:
         log.warning("Evacuation %s waits: %s", name, error)
         after.message = f"waiting: {error}"
@@ -114,33 +115,19 @@ def _attempt(migration: Mapping[str, Any]) -> Attempt:
     )
 
 
-def _migrating(migrations: list[dict[str, Any]], host: str) -> int:
-    """The Migrations that hold one of the host's slots (maxConcurrentMigrations)."""
-    return sum(
-        1
-        for m in migrations
-        if Phase(m.get("status", {}).get("phase", Phase.PENDING.value)) in HOLDING
-        and host in (m["status"].get("sourceHost"), m["status"].get("targetHost"))
-    )
-
-
-def _load(operator: Operator, host: str, migrations: list[dict[str, Any]], containers: int) -> HostLoad:
-    return HostLoad(
-        containers, _migrating(migrations, host), operator.pool.spec(host).max_concurrent_migrations
-    )
+def _load(operator: Operator, host: str, slots_held: Mapping[str, int], containers: int) -> HostLoad:
+    return HostLoad(containers, slots_held.get(host, 0), operator.pool.spec(host).max_concurrent_migrations)
 
 
 def _source(
-    operator: Operator, spec: EvacuationSpec, migrations: list[dict[str, Any]]
+    operator: Operator, spec: EvacuationSpec, slots_held: Mapping[str, int]
 ) -> tuple[list[SourceContainer], HostLoad]:
     running = operator.pool.connect(spec.source_host).engine.running_containers()
     found = [SourceContainer(c["Names"][0].lstrip("/"), c.get("Labels") or {}) for c in running]
-    return found, _load(operator, spec.source_host, migrations, len(found))
+    return found, _load(operator, spec.source_host, slots_held, len(found))
 
 
-def _targets(
-    operator: Operator, spec: EvacuationSpec, migrations: list[dict[str, Any]]
-) -> dict[str, HostLoad]:
+def _targets(operator: Operator, spec: EvacuationSpec, slots_held: Mapping[str, int]) -> dict[str, HostLoad]:
     """The hosts it may move containers to, now: those named (or every Ready host but the source)
     that are not known to be down, allow the Migrations' namespace, and answer."""
     pool = operator.pool
@@ -154,7 +141,7 @@ def _targets(
         except HostError as error:
             log.warning("Evacuation: target %s left out for now: %s", host, error)
             continue
-        targets[host] = _load(operator, host, migrations, running)
+        targets[host] = _load(operator, host, slots_held, running)
     return targets
 
 

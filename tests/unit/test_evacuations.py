@@ -30,7 +30,11 @@ class FakeCluster(FakeEventPoster):
         key = (namespace, body["metadata"]["name"])
         if key in self.migrations:
             return False
-        self.migrations[key] = copy.deepcopy(body)
+        created = copy.deepcopy(body)  # with what the API server adds
+        created["metadata"].update(
+            uid=f"uid-{len(self.migrations)}", creationTimestamp="2026-01-02T03:04:05Z"
+        )
+        self.migrations[key] = created
         return True
 
     def delete_migration(self, namespace: str, name: str) -> None:
