@@ -4,6 +4,7 @@ CLIs, kubectl, the operator process, and the workloads that are moved."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -23,12 +24,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import docker
+import kubernetes
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ferry.cluster import Cluster
 from ferry.hosts.peer_stream import KEYS_DIR
 from ferry.hosts.runc import RESTORE_ROOT, WORK_ROOT
 from ferry.migration.continuity import hold_tag, redirect_tag
@@ -36,6 +40,7 @@ from ferry.migration.process import IMAGES_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SCRIPT = REPO / "hack" / "lab"
+LAB_RUN = Path("/run/ferry-lab")  # hack/lab's RUN: each host's docker.sock is there
 KUBECONFIG = REPO / ".lab" / "kubeconfig"
 KUBE_CACHE = REPO / ".lab" / "kube-cache"  # discovery of this lab only: a stale cache hides new kinds
 KUBECTL = Path(os.environ.get("FERRY_HOME", "/opt/ferry")) / "bin" / "kubectl"
@@ -130,6 +135,26 @@ class Lab:
         """The name of the volume mounted at `destination` in the container."""
         mounts = json.loads(self.docker(host, "inspect", "-f", "{{json .Mounts}}", container).stdout)
         return str(next(m["Name"] for m in mounts if m["Destination"] == destination))
+
+    def docker_objects(self, host: str) -> DockerObjects:
+        """Read from the host's Docker Engine API directly: a test's set-up and clean-up look at every
+        host, and the docker CLI would cost a process each time."""
+        engine = docker_engine(host)
+        return DockerObjects(
+            {container["Names"][0].lstrip("/") for container in engine.containers(all=True)},
+            {volume["Name"] for volume in engine.volumes()["Volumes"] or ()},
+            {network["Name"] for network in engine.networks()},
+        )
+
+    def remove_docker_objects(self, host: str, keep: DockerObjects) -> None:
+        """Removes the host's containers, then volumes, then networks that `keep` does not name."""
+        now = self.docker_objects(host)
+        if containers := sorted(now.containers - keep.containers):
+            self.docker(host, "rm", "-f", *containers, check=False)
+        if volumes := sorted(now.volumes - keep.volumes):
+            self.docker(host, "volume", "rm", "-f", *volumes, check=False)
+        if networks := sorted(now.networks - keep.networks):
+            self.docker(host, "network", "rm", *networks, check=False)
 
     def image_ids(self, host: str) -> set[str]:
         return set(self.docker(host, "images", "-q", "--no-trunc").stdout.split())
@@ -313,6 +338,21 @@ class Lab:
             if item.get("status", {}).get("phase") not in TERMINAL_PHASES
         ]
 
+    def wait_for_migrations_since(self, moment: float, timeout: float) -> None:
+        """Waits (never fails) until no Migration created at or after `moment` is still running."""
+
+        def running() -> bool:
+            items = cluster().list_migrations()
+            return any(
+                parse_time(item["metadata"]["creationTimestamp"]) >= int(moment)
+                and (item.get("status") or {}).get("phase") not in TERMINAL_PHASES
+                for item in items
+            )
+
+        deadline = time.monotonic() + timeout
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def delete_migration(self, name: str) -> None:
         """A bench's clean-up: waits up to a minute for the Migration to go, and never fails."""
         self.kubectl("delete", "migration", name, "--ignore-not-found", "--timeout=60s", check=False)
@@ -324,6 +364,28 @@ class Lab:
         if self.kubectl("get", "migration", name, "--ignore-not-found", "-o", "name").stdout.strip():
             dropped = json.dumps({"metadata": {"finalizers": None}})
             self.kubectl("patch", "migration", name, "--type", "merge", "-p", dropped, check=False)
+
+
+class DockerObjects(NamedTuple):
+    """The names of a host's containers, volumes and networks at one moment."""
+
+    containers: set[str]
+    volumes: set[str]
+    networks: set[str]
+
+
+@functools.cache
+def docker_engine(host: str) -> docker.APIClient:
+    """A lab host's Docker Engine API (hack/lab's socket for it)."""
+    return docker.APIClient(base_url=f"unix://{LAB_RUN / host / 'docker.sock'}", version="auto")
+
+
+@functools.cache
+def cluster() -> Cluster:
+    """ferry's own client of the lab's API server, as its admin, for the tests' quick reads."""
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(KUBECONFIG), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return Cluster(kubernetes.client.ApiClient(configuration))
 
 
 def ferry_files_left(uid: str, target_container_id: str | None) -> list[str]:
