@@ -303,6 +303,11 @@ class Lab:
             for host in hosts
         )
 
+    def peering_priorities(self) -> list[int]:
+        """The priorities of the operator replicas in the peering (`ferry run --peering ferry`)."""
+        peering = json.loads(self.kubectl("get", "clusterkopfpeering", "ferry", "-o", "json").stdout)
+        return [peer["priority"] for peer in (peering.get("status") or {}).values()]
+
     def live_operators(self) -> list[str]:
         """The operators alive in the `ferry` peering, by identity (a killed one until its lifetime
         is out)."""
@@ -618,7 +623,8 @@ class Scrape:
 
 class OperatorProcess:
     """One `ferry run` with peering (and by default test hooks), which tests may kill and start again;
-    with `metrics_port`, it serves its metrics there."""
+    with `metrics_port`, it serves its metrics there; with `network` (a network namespace's path), it
+    runs in that namespace."""
 
     def __init__(
         self,
@@ -626,11 +632,13 @@ class OperatorProcess:
         priority: int | None = None,
         options: Sequence[str] = TEST_OPERATOR_OPTIONS,
         metrics_port: int | None = None,
+        network: str | None = None,
     ) -> None:
         self.log_path = log_path
         self.priority = priority
         self.options = options
         self.metrics_port = metrics_port
+        self.network = network
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -639,6 +647,8 @@ class OperatorProcess:
             argv += ["--priority", str(self.priority)]
         if self.metrics_port is not None:
             argv += ["--metrics-port", str(self.metrics_port)]
+        if self.network is not None:
+            argv = ["nsenter", f"--net={self.network}", *argv]  # nsenter execs: the pid stays ferry's
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

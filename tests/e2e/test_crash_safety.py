@@ -67,6 +67,7 @@ def test_second_replica_takes_over_when_the_active_one_dies(lab: Lab, operator: 
     standby = OperatorProcess(REPO / ".lab" / "logs" / "operator-e2e-standby.log", priority=1)
     standby.start()
     try:
+        wait_for(lambda: 1 in lab.peering_priorities(), 60, "the standby to join the peering")
         counter, name = Counter(lab), unique("mig-takeover")
         lab.migration(name, counter.name, target="node2", pauses="Transferring=4")
         lab.wait_for_phase(name, "Transferring")

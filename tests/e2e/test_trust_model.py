@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import (
+    HOST_CALL_LINE,
+    REPO,
+    TEST_OPERATOR_OPTIONS,
+    Counter,
+    Lab,
+    OperatorProcess,
+    unique,
+    wait_for,
+)
 
 LAB = REPO / ".lab"
 RECOVERED = ("Succeeded", "RolledBack")
@@ -179,11 +189,11 @@ def test_a_replica_that_cannot_renew_its_lease_stops_and_the_standby_finishes(
     """The active replica is frozen (SIGSTOP) mid-transfer, which stands in for an API server it
     cannot reach: it renews nothing while the standby takes the expired Lease and drives on. Thawed,
     it must notice that its renew deadline passed and stop before its next step, and write nothing.
-    (A real API cut, with the process still running, needs a network namespace for the operator;
-    the lab helpers have none yet.)"""
+    (The next test cuts a running replica's API access instead.)"""
     standby = OperatorProcess(REPO / ".lab" / "logs" / "operator-e2e-standby-deadline.log", priority=1)
     standby.start()
     try:
+        wait_for(lambda: 1 in lab.peering_priorities(), 60, "the standby to join the peering")
         counter, name = Counter(lab), unique("mig-deadline")
         lab.migration(name, counter.name, target="node2", pauses="Transferring=8")
         lab.wait_for_phase(name, "Transferring")
@@ -201,3 +211,75 @@ def test_a_replica_that_cannot_renew_its_lease_stops_and_the_standby_finishes(
         counter.assert_runs_once_and_continuous()
     finally:
         standby.stop()
+
+
+def test_a_replica_cut_off_from_the_api_server_stops_acting_and_the_standby_finishes(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    """The active replica runs in a network namespace of its own. Mid-transfer its packets to the API
+    server are dropped while it still reaches every host: it keeps running but cannot renew the
+    Migration's Lease, so it must stop acting on hosts before the Lease can be taken. The standby
+    takes it over and finishes; once the API server is back, the cut replica writes nothing more."""
+    operator.stop()
+    network = lab.lab("operator-net", "up").stdout.strip()
+    logs = REPO / ".lab" / "logs"
+    # Each host call logged (the process never exits for it), and the hosts probed only as it starts,
+    # so that every call it logs once the Migration exists is the Migration's.
+    options = (
+        *TEST_OPERATOR_OPTIONS,
+        "--test-crash-after-host-calls",
+        str(10**9),
+        "--host-probe-seconds",
+        "3600",
+    )
+    active = OperatorProcess(logs / "operator-e2e-cut.log", priority=100, options=options, network=network)
+    standby = OperatorProcess(logs / "operator-e2e-standby-cut.log", priority=1)
+    for replica in (active, standby):
+        replica.log_path.unlink(missing_ok=True)
+    try:
+        # Replicas in their steady state: the active one serves (it has probed the hosts), the standby
+        # has paused in its favour.
+        active.start()
+        wait_for(lambda: "Timer 'probe_host' succeeded" in active.log(), 60, "the active replica to serve")
+        standby.start()
+        wait_for(lambda: 1 in lab.peering_priorities(), 60, "the standby to join the peering")
+        counter, name = Counter(lab), unique("mig-api-cut")
+        lab.migration(name, counter.name, target="node2", pauses="Transferring=8")
+        lab.wait_for_phase(name, "Transferring")
+        lab.lab("operator-net", "api", "down")
+        try:
+            took_over = wait_for(
+                lambda: logged_at(standby.log(), f"default/{name}: Transferring"),
+                90,
+                "the standby to take over",
+            )
+            assert active.alive, "the cut replica died instead of stopping"
+        finally:
+            lab.lab("operator-net", "api", "up")
+        status = lab.wait_until(name, timeout=180)["status"]
+        assert status["phase"] in RECOVERED, status
+        assert f"default/{name} is not ours to drive any more" in active.log()
+        late = [line for line in host_call_lines(active.log()) if line_time(line) >= took_over]
+        assert not late, f"the cut replica acted on hosts after the standby took over: {late}"
+        phases = [entry["phase"] for entry in status["phaseTransitions"]]
+        assert len(phases) == len(set(phases)), f"two drivers wrote the status: {phases}"
+        counter.assert_runs_once_and_continuous()
+    finally:
+        active.stop()
+        standby.stop()
+        lab.lab("operator-net", "down")
+        operator.keep_running()
+
+
+def line_time(line: str) -> float:
+    """The time of an operator log line (its LOG_FORMAT begins with logging's asctime)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def logged_at(log: str, text: str) -> float | None:
+    """When the operator first logged a line that holds `text`, if it did."""
+    return next((line_time(line) for line in log.splitlines() if text in line), None)
+
+
+def host_call_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if HOST_CALL_LINE.search(line)]
