@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, report, unique
+from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, report, unique, wait_for
 
 SOAK_RUNS = int(os.environ.get("FERRY_SOAK_RUNS", "20"))
 RECOVERED = ("Succeeded", "RolledBack")
@@ -78,5 +78,5 @@ def test_second_replica_takes_over_when_the_active_one_dies(lab: Lab, operator: 
         assert name in standby.log()
         counter.assert_runs_once_and_continuous()
     finally:
-        operator.start()
+        operator.keep_running()  # a test that failed before the kill must not start a second one
         standby.stop()
