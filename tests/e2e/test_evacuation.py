@@ -62,6 +62,23 @@ def test_ten_containers_drain_onto_two_hosts_within_the_limits_each_resuming_whe
     assert status["wallSeconds"] > 0
 
 
+def test_a_container_started_while_the_drain_runs_is_moved_too(lab: Lab, name: str) -> None:
+    first = counters(lab, name, 1)[0]
+    evacuate(
+        lab, name, selector={"matchLabels": {"drain": name}}, targetHosts=["node2"], pauses="Transferring=6"
+    )
+    wait_for(lambda: its_migrations(lab, name), 60, "the first Migration")
+
+    late = counters(lab, name, 1)[0]
+    status = wait_until_ended(lab, name, timeout=240)
+
+    assert status["phase"] == "Succeeded", status
+    assert status["counts"]["total"] == 2 and status["counts"]["succeeded"] == 2, status["counts"]
+    assert {record["name"] for record in status["containers"]} == {first.name, late.name}
+    assert first.assert_runs_once_and_continuous() == "node2"
+    assert late.assert_runs_once_and_continuous() == "node2"
+
+
 def test_ferry_drain_waits_for_the_end_and_kubectl_reads_it_as_a_drain(lab: Lab, name: str) -> None:
     moving = counters(lab, name, 1)[0]
 
