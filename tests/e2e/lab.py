@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,9 @@ REDIS_FILL = (
 BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
 AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's (peerTransfer)
 # test-pause annotations, quick takeovers, a host's readiness known within seconds
+# Each lab host's own view of these (hack/lab's PRIVATE_DIRS), bound from .lab/hosts/HOST/fs/DIR.
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/root", "/home", "/srv", "/mnt")
+HELLOER_HOME = Path("/srv/ferry-e2e")  # where the tests install the helloer on a host, as a user would
 TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 HOST_COUNT = REPO / ".lab" / "host-count"  # `hack/lab up --hosts N` records N here
@@ -76,6 +80,15 @@ def lab_hosts() -> tuple[str, ...]:
     except FileNotFoundError:
         count = DEFAULT_HOST_COUNT
     return tuple(f"node{index}" for index in range(1, count + 1))
+
+
+def host_path(host: str, path: str | Path) -> Path:
+    """Where the tests see `path` of a lab host: in the host's own directories (PRIVATE_DIRS) if it
+    lies in one, else the machine's own (the lab's hosts share the rest)."""
+    path = Path(path)
+    if any(path.is_relative_to(private) for private in PRIVATE_DIRS):
+        return REPO / ".lab" / "hosts" / host / "fs" / path.relative_to("/")
+    return path
 
 
 class Lab:
@@ -792,18 +805,30 @@ int main(int argc, char **argv) {
 
 
 class Helloer:
-    """The helloer, built in `directory` and started on node1 under a shell that reaps it."""
+    """The helloer, built in `directory` (shared by the hosts, where it also writes its log),
+    installed in HELLOER_HOME on each of `hosts` as a user would, and started on node1 under a shell
+    that reaps it."""
 
-    def __init__(self, directory: Path, *, interval_ms: int = 100, stdout: int = subprocess.DEVNULL) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        interval_ms: int = 100,
+        hosts: Sequence[str] = ("node1", "node2"),
+    ) -> None:
         self.name = unique("hello")[:15]
-        self.binary = directory / self.name
+        self.binary = HELLOER_HOME / self.name  # its path on the hosts
         self.log = directory / f"{self.name}.log"
-        source = directory / f"{self.name}.c"
+        built, source = directory / self.name, directory / f"{self.name}.c"
         source.write_text(HELLOER)
         subprocess.run(
-            ["gcc", "-O1", f"-DINTERVAL_US={interval_ms * 1000}", "-o", str(self.binary), str(source)],
+            ["gcc", "-O1", f"-DINTERVAL_US={interval_ms * 1000}", "-o", str(built), str(source)],
             check=True,
         )
+        for host in hosts:
+            installed = host_path(host, self.binary)
+            installed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(built, installed)
         self.shell = subprocess.Popen(
             [
                 str(LAB_SCRIPT),
@@ -812,13 +837,15 @@ class Helloer:
                 "setsid",
                 "sh",
                 "-c",
-                '"$0" "$1" & wait',
+                # its standard streams opened on the host, as a user's would be (CRIU restores what
+                # it finds in the process's own mounts)
+                '"$0" "$1" </dev/null >/dev/null 2>&1 & wait',
                 str(self.binary),
                 str(self.log),
             ],
             stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,  # an open file that grows cannot be restored by CRIU
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.pid = wait_for(self._pid, 10, f"{self.name} to start")
         wait_for(lambda: len(self.numbers()) >= 5, 10, f"{self.name} to count")

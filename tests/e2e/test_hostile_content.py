@@ -6,14 +6,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.e2e.lab import Counter, Lab, OperatorProcess, unique
+from tests.e2e.lab import Counter, Lab, OperatorProcess, host_path, unique
 
 
 def test_a_volume_link_swapped_for_a_directory_before_the_freeze_writes_nothing_outside(
     lab: Lab, operator: OperatorProcess
 ) -> None:
     escape = Path("/tmp") / unique("ferry-escape")  # what the link points at, on the hosts themselves
-    escape.mkdir()
+    on_target = host_path("node2", escape)  # where a copy that followed it would write
+    on_target.mkdir()
     volume = unique("vol")
     counter = Counter(lab, prefix="hostile", docker_args=["-v", f"{volume}:/data"])
     try:
@@ -25,11 +26,11 @@ def test_a_volume_link_swapped_for_a_directory_before_the_freeze_writes_nothing_
         lab.docker("node1", "exec", counter.name, "sh", "-c", swap)
         status = lab.wait_until(name)["status"]
         assert status["phase"] == "Succeeded", status
-        assert list(escape.iterdir()) == [], "the copy wrote through the link, outside the volume"
+        assert list(on_target.iterdir()) == [], "the copy wrote through the link, outside the volume"
         assert lab.docker("node2", "exec", counter.name, "cat", "/data/a/f").stdout == "pwned\n"
         assert counter.assert_runs_once_and_continuous() == "node2"
     finally:
-        shutil.rmtree(escape, ignore_errors=True)
+        shutil.rmtree(on_target, ignore_errors=True)
         for host in ("node1", "node2"):
             lab.docker(host, "rm", "-f", counter.name, check=False)
             lab.docker(host, "volume", "rm", "-f", volume, check=False)
@@ -41,8 +42,9 @@ def test_a_volume_directory_swapped_for_a_link_before_the_freeze_deletes_nothing
     """What went from the directory is deleted on the target before the link arrives there: the
     deletion never goes through the link to the host's own files."""
     escape = Path("/tmp") / unique("ferry-escape")
-    escape.mkdir()
-    (escape / "x").write_text("the host's own file")
+    on_target = host_path("node2", escape)  # what a deletion that followed the link would delete
+    on_target.mkdir()
+    (on_target / "x").write_text("the host's own file")
     volume = unique("vol")
     counter = Counter(lab, prefix="hostile", docker_args=["-v", f"{volume}:/data"])
     try:
@@ -53,11 +55,13 @@ def test_a_volume_directory_swapped_for_a_link_before_the_freeze_deletes_nothing
         lab.docker("node1", "exec", counter.name, "sh", "-c", f"rm -r /data/d && ln -s {escape} /data/d")
         status = lab.wait_until(name)["status"]
         assert status["phase"] == "Succeeded", status
-        assert [(path.name, path.read_text()) for path in escape.iterdir()] == [("x", "the host's own file")]
+        assert [(path.name, path.read_text()) for path in on_target.iterdir()] == [
+            ("x", "the host's own file")
+        ]
         assert lab.docker("node2", "exec", counter.name, "readlink", "/data/d").stdout.strip() == str(escape)
         assert counter.assert_runs_once_and_continuous() == "node2"
     finally:
-        shutil.rmtree(escape, ignore_errors=True)
+        shutil.rmtree(on_target, ignore_errors=True)
         for host in ("node1", "node2"):
             lab.docker(host, "rm", "-f", counter.name, check=False)
             lab.docker(host, "volume", "rm", "-f", volume, check=False)

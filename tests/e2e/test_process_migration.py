@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import Helloer, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import LAB_SCRIPT, Helloer, Lab, OperatorProcess, unique, wait_for
 from tests.e2e.test_faults import fake_criu
 
 
@@ -52,8 +52,12 @@ def test_a_name_matching_two_processes_fails_before_the_freeze(
     lab: Lab, operator: OperatorProcess, workdir: Path
 ) -> None:
     helloer, name = Helloer(workdir), unique("mig-process-twice")
-    twin = subprocess.Popen([str(helloer.binary), str(workdir / "twin.log")])
+    twin_log = workdir / "twin.log"
+    subprocess.Popen(
+        [str(LAB_SCRIPT), "exec", "node1", str(helloer.binary), str(twin_log)], stderr=subprocess.DEVNULL
+    )
     try:
+        wait_for(twin_log.exists, 10, "the second one to start")
         lab.migration(name, "", target="node2", process={"name": helloer.name})
         status = lab.wait_until(name)["status"]
         assert status["phase"] == "Failed"
@@ -61,7 +65,7 @@ def test_a_name_matching_two_processes_fails_before_the_freeze(
         assert helloer.network_namespace() == lab.network_namespace("node1")
         helloer.assert_continuous_and_counting()
     finally:
-        twin.kill()
+        subprocess.run(["pkill", "-KILL", "-f", str(twin_log)], check=False)
         helloer.stop()
 
 
@@ -175,11 +179,10 @@ def test_a_process_with_a_terminal_rolls_back_into_a_terminal_session_on_the_sou
     assert os.readlink(f"/proc/{in_terminal.pid}/ns/net") == lab.network_namespace("node1")
 
 
-def test_a_process_whose_executable_is_gone_fails_before_the_freeze(
+def test_a_process_whose_executable_is_not_on_the_target_fails_before_the_freeze(
     lab: Lab, operator: OperatorProcess, workdir: Path
 ) -> None:
-    helloer, name = Helloer(workdir), unique("mig-process-deleted")
-    helloer.binary.unlink()
+    helloer, name = Helloer(workdir, hosts=["node1"]), unique("mig-process-missing")
     try:
         lab.migration(name, "", target="node2", process={"pid": helloer.pid})
         status = lab.wait_until(name)["status"]

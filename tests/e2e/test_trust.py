@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, unique
+from tests.e2e.lab import REPO, Counter, Lab, OperatorProcess, host_path, unique
 
 LAB = REPO / ".lab"
 
@@ -89,7 +89,13 @@ def test_shell_metacharacters_in_every_free_string_run_nothing(
     lab.migration(name, counter.name, target=evil)
     status = lab.wait_until(name)["status"]
     assert status["phase"] == "Failed"
-    assert not list(Path("/tmp").glob(f"{marker.name}*")), "an injected command ran"
+    everywhere = [
+        Path("/tmp"),
+        *(host_path(host, "/tmp") for host in lab.hosts),
+    ]  # the operator's, the hosts'
+    assert not [found for tmp in everywhere for found in tmp.glob(f"{marker.name}*")], (
+        "an injected command ran"
+    )
     assert counter.assert_runs_once_and_continuous() == "node1"
 
 
