@@ -58,7 +58,17 @@ BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
 AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's (peerTransfer)
 # test-pause annotations, quick takeovers, a host's readiness known within seconds
 # Each lab host's own view of these (hack/lab's PRIVATE_DIRS), bound from .lab/hosts/HOST/fs/DIR.
-PRIVATE_DIRS = ("/tmp", "/var/tmp", "/root", "/home", "/srv", "/mnt")
+PRIVATE_DIRS = (
+    "/tmp",
+    "/var/tmp",
+    "/root",
+    "/home",
+    "/srv",
+    "/mnt",
+    "/var/lib/ferry",
+    "/run/ferry",
+    "/var/log/ferry",
+)
 HELLOER_HOME = Path("/srv/ferry-e2e")  # where the tests install the helloer on a host, as a user would
 TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
@@ -338,9 +348,9 @@ class Lab:
         """What a Migration that ended left on the lab's hosts: its files (ferry_files_left, the
         images of a process), its checkpoint on any host, its NAT and hold rules."""
         left = ferry_files_left(uid, target_container_id)
-        if (Path(IMAGES_ROOT) / uid).exists():
-            left.append(f"{IMAGES_ROOT}/{uid}")
         for host in self.hosts:
+            if host_path(host, Path(IMAGES_ROOT) / uid).exists():
+                left.append(f"{IMAGES_ROOT}/{uid} on {host}")
             root = Path(self.docker(host, "info", "-f", "{{.DockerRootDir}}").stdout.strip())
             left += [f"{path} on {host}" for path in root.glob(f"containers/*/checkpoints/ferry-{uid}")]
             rules = self.lab("exec", host, "iptables-save").stdout
@@ -410,12 +420,14 @@ def ferry_files_left(uid: str, target_container_id: str | None) -> list[str]:
     """A Migration's stream keys (authorized on the target, private halves on the source), its dump
     work directory and the restore prepared for its twin, those still on the lab's hosts."""
     left = [f"a stream key in {AUTHORIZED_KEYS}"] if f"ferry:{uid}:" in AUTHORIZED_KEYS.read_text() else []
-    keys = Path(KEYS_DIR)
-    left += [str(key) for key in keys.iterdir() if uid in key.name] if keys.exists() else []
     places = [Path(WORK_ROOT) / uid]
     if target_container_id is not None:
         places.append(Path(RESTORE_ROOT) / target_container_id)
-    return left + [str(place) for place in places if place.exists()]
+    for host in lab_hosts():
+        keys = host_path(host, KEYS_DIR)
+        left += [f"{key} on {host}" for key in keys.iterdir() if uid in key.name] if keys.exists() else []
+        left += [f"{place} on {host}" for place in places if host_path(host, place).exists()]
+    return left
 
 
 def migration_body(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import LAB_SCRIPT, Helloer, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import LAB_SCRIPT, Helloer, Lab, OperatorProcess, host_path, unique, wait_for
 from tests.e2e.test_faults import fake_criu
 
 
@@ -129,7 +129,7 @@ def in_terminal(lab: Lab, workdir: Path) -> Iterator[InTerminal]:
 def assert_goes_on_in_its_session(lab: Lab, session: dict[str, str], before: list[int]) -> None:
     """It counts on from where it stopped, into the session's log and on the terminal a user attaches to."""
     assert session["log"].endswith(f"{session['session']}.log")
-    log = Path(session["log"])  # the lab's hosts share a filesystem with the tests
+    log = host_path(session["host"], session["log"])
     wait_for(lambda: log.exists() and len(counted(log.read_text())) >= 5, 10, "its output in the log")
     after = counted(log.read_text())
     assert after == list(range(before[-1] + 1, before[-1] + 1 + len(after)))
