@@ -151,7 +151,7 @@ class Lab:
         return set(self.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split())
 
     def volume_path(self, host: str, volume: str) -> Path:
-        """Where the volume's content is; the lab's hosts share one filesystem with the tests."""
+        """Where the volume's content is (in the host's Docker data root, under .lab: the tests see it)."""
         return Path(self.docker(host, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip())
 
     def volume_at(self, host: str, container: str, destination: str) -> str:
@@ -304,7 +304,8 @@ class Lab:
     @contextmanager
     def shared_directory(self, directory: Path) -> Iterator[None]:
         """Every lab host's DockerHost names `directory` as its spec.sharedDirectory for the duration
-        (the lab's hosts see one filesystem: as a directory every host mounts)."""
+        (a directory outside the hosts' own ones, such as the tests' temporary files: each host sees it,
+        as a directory every host mounts)."""
         for host in self.hosts:
             self.patch_host(host, {"sharedDirectory": str(directory)})
         try:

@@ -3,7 +3,7 @@ between the bulk copy and the freeze arrives as it is on the source (compared by
 owners, times and links), anonymous volumes keep their data, a volume already on the target is never
 merged into, and a failed or rolled-back migration leaves no volume behind on the target.
 
-The lab's hosts share one filesystem with the tests, so both copies of a volume are read directly."""
+Each lab host keeps its Docker data under .lab/hosts/HOST, where the tests read both copies of a volume."""
 
 from __future__ import annotations
 
