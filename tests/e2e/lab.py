@@ -56,7 +56,6 @@ REDIS_FILL = (
 )
 BENCH_OPERATOR_LOG = REPO / ".lab" / "logs" / "operator-bench.log"
 AUTHORIZED_KEYS = REPO / ".lab" / "ssh" / "authorized_keys"  # every lab host's (peerTransfer)
-# test-pause annotations, quick takeovers, a host's readiness known within seconds
 # Each lab host's own view of these (hack/lab's PRIVATE_DIRS), bound from .lab/hosts/HOST/fs/DIR.
 PRIVATE_DIRS = (
     "/tmp",
@@ -70,6 +69,7 @@ PRIVATE_DIRS = (
     "/var/log/ferry",
 )
 HELLOER_HOME = Path("/srv/ferry-e2e")  # where the tests install the helloer on a host, as a user would
+# test-pause annotations, quick takeovers, a host's readiness known within seconds
 TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")
 TERMINAL_PHASES = ("Succeeded", "Failed", "RolledBack")
 HOST_COUNT = REPO / ".lab" / "host-count"  # `hack/lab up --hosts N` records N here
