@@ -5,10 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import HOST_COUNT, REPO, Lab, OperatorProcess, stop_demo_operator, unused_local_port
+from tests.e2e.lab import (
+    HOST_COUNT,
+    REPO,
+    SHARED_TMP,
+    Lab,
+    OperatorProcess,
+    stop_demo_operator,
+    unique,
+    unused_local_port,
+)
 
 THREE_HOSTS = "three_hosts"
 
@@ -21,6 +31,15 @@ def lab(request: pytest.FixtureRequest) -> Lab:
     needs_three = any(THREE_HOSTS in getattr(item, "fixturenames", ()) for item in request.session.items)
     lab.lab("up", *(["--hosts", "3"] if needs_three and not HOST_COUNT.exists() else []), timeout=600)
     return lab
+
+
+@pytest.fixture
+def tmp_path() -> Path:
+    """A test's temporary directory, under .lab, which every lab host sees as a network file system
+    would be shared (each host's /tmp is its own: hack/lab's PRIVATE_DIRS)."""
+    path = SHARED_TMP / unique("test")
+    path.mkdir(parents=True)
+    return path
 
 
 @pytest.fixture

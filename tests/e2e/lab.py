@@ -68,6 +68,7 @@ PRIVATE_DIRS = (
     "/run/ferry",
     "/var/log/ferry",
 )
+SHARED_TMP = REPO / ".lab" / "tmp"  # the tests' temporary files (tmp_path): every lab host sees them
 HELLOER_HOME = Path("/srv/ferry-e2e")  # where the tests install the helloer on a host, as a user would
 # test-pause annotations, quick takeovers, a host's readiness known within seconds
 TEST_OPERATOR_OPTIONS = ("--test-hooks", "--lease-seconds", "5", "--host-probe-seconds", "3")

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +44,7 @@ def listening(lab: Lab, host: str, port: int) -> bool:
 def host_process_listening(lab: Lab, host: str, port: int) -> Iterator[None]:
     """A plain process (not a container) listening on `port` in the host's network namespace."""
     holder = subprocess.Popen(
-        [str(LAB_SCRIPT), "exec", host, sys.executable, "-m", "http.server", str(port)],
+        [str(LAB_SCRIPT), "exec", host, "busybox", "httpd", "-f", "-p", str(port), "-h", "/srv"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: nsenter and python end with it
