@@ -328,19 +328,21 @@ class Lab:
             for host in hosts
         )
 
-    def peering_priorities(self) -> list[int]:
-        """The priorities of the operator replicas in the peering (`ferry run --peering ferry`)."""
+    def peers(self) -> dict[str, Any]:
+        """The operator replicas in the peering (`ferry run --peering ferry`), by identity."""
         peering = json.loads(self.kubectl("get", "clusterkopfpeering", "ferry", "-o", "json").stdout)
-        return [peer["priority"] for peer in (peering.get("status") or {}).values()]
+        return dict(peering.get("status") or {})
+
+    def peering_priorities(self) -> list[int]:
+        return [peer["priority"] for peer in self.peers().values()]
 
     def live_operators(self) -> list[str]:
         """The operators alive in the `ferry` peering, by identity (a killed one until its lifetime
         is out)."""
-        peering = json.loads(self.kubectl("get", "clusterkopfpeering", "ferry", "-o", "json").stdout)
         now = datetime.now(UTC)
         return sorted(
             identity
-            for identity, peer in (peering.get("status") or {}).items()
+            for identity, peer in self.peers().items()
             if isinstance(peer, dict)
             and "lastseen" in peer
             and datetime.fromisoformat(peer["lastseen"]) + timedelta(seconds=int(peer["lifetime"])) > now
@@ -365,7 +367,7 @@ class Lab:
         return [
             f"{item['metadata']['namespace']}/{item['metadata']['name']}"
             for item in items
-            if item.get("status", {}).get("phase") not in TERMINAL_PHASES
+            if unfinished(item)
         ]
 
     def wait_for_migrations_since(self, moment: float, timeout: float) -> None:
@@ -374,8 +376,7 @@ class Lab:
         def running() -> bool:
             items = cluster().list_migrations()
             return any(
-                parse_time(item["metadata"]["creationTimestamp"]) >= int(moment)
-                and (item.get("status") or {}).get("phase") not in TERMINAL_PHASES
+                parse_time(item["metadata"]["creationTimestamp"]) >= int(moment) and unfinished(item)
                 for item in items
             )
 
@@ -394,6 +395,11 @@ class Lab:
         if self.kubectl("get", "migration", name, "--ignore-not-found", "-o", "name").stdout.strip():
             dropped = json.dumps({"metadata": {"finalizers": None}})
             self.kubectl("patch", "migration", name, "--type", "merge", "-p", dropped, check=False)
+
+
+def unfinished(migration: dict[str, Any]) -> bool:
+    """The Migration has not ended (it may have no status yet)."""
+    return (migration.get("status") or {}).get("phase") not in TERMINAL_PHASES
 
 
 class DockerObjects(NamedTuple):
