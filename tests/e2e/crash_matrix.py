@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ferry.migration.container_group import member_uid
 from tests.e2e.lab import (
+    MEMHOG,
     REPO,
     TERMINAL_PHASES,
     Counter,
@@ -99,6 +100,23 @@ class ContainerSubject:
 
     def remove(self) -> None:
         self.counter.remove()
+
+
+class PostCopySubject(ContainerSubject):
+    """memhog holding 64 MiB on node1, moved with spec.postCopy: its memory follows the restore,
+    pulled by node2's lazy-pages daemon from node1's page server (both detached from the operator)."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab, Counter(lab, prefix="crash-postcopy", image=MEMHOG, command=["64"]))
+
+    def apply(self, migration: str) -> None:
+        self.lab.migration(migration, self.counter.name, target="node2", postCopy=True)
+
+    def left_on(self, host: str) -> list[str]:
+        """Also a page server or lazy-pages daemon still running (the hosts share one kernel)."""
+        processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+        criu = [line for line in processes.stdout.splitlines() if "/var/lib/ferry/work/" in line]
+        return super().left_on(host) + [f"process {line}" for line in criu]
 
 
 # A counter that keeps its next number in its volume and ends at a loop's end on SIGTERM: stopped
@@ -239,6 +257,12 @@ WORKLOADS = {
         Workload("process", "a plain process, the helloer", ProcessSubject, None),
         Workload(
             "project", "a compose project of two counter containers, on the fast path", ProjectSubject, "runc"
+        ),
+        Workload(
+            "postcopy",
+            "memhog holding 64 MiB on the fast path with spec.postCopy: its pages follow the restore",
+            PostCopySubject,
+            "runc-postcopy",
         ),
     )
 }

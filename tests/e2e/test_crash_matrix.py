@@ -1,6 +1,6 @@
 """The operator dead right after one host call of a fast-path migration (of a counter container, of
-one whose restore fails so that it rolls back, and of a compose project of two), chosen where a
-crash could do the most harm, and the test's operator
+one whose restore fails so that it rolls back, of a compose project of two, and of a post-copy move
+while its pages are pulled), chosen where a crash could do the most harm, and the test's operator
 taking over: each counter ends up on exactly one host (a project's both on the same one),
 continuous, silent no longer than the downtime, with nothing of the migration left on either host.
 
@@ -50,6 +50,12 @@ POINTS = {
         "between-the-restores": request_is(r"node2 docker POST /containers/\w+/start"),
         # the first source removed, the second not yet: the group is past the point of no return
         "between-the-removals": request_is(r"node1 docker DELETE /containers/\w+"),
+    },
+    "postcopy": {
+        # the stop fence: the source stopped, the twin not started, lazy-pages listening on node2
+        "stop-fence": request_is(r"node1 .*ferry-signal .* STOP"),
+        # the twin runs while its pages are still being pulled from node1's page server
+        "pulling": request_is(r"node2 docker POST /containers/\w+/start"),
     },
 }
 

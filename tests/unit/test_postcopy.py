@@ -461,6 +461,23 @@ def test_lazy_pages_returns_once_it_listens_and_records_its_end(
     assert f"-W {work} -o lazy.log -v4" in called
 
 
+def test_lazy_pages_started_again_after_a_crash_leaves_the_listening_daemon_to_serve(
+    tmp_path: Path, stand_ins: dict[str, str]
+) -> None:
+    work = tmp_path / "lazy"
+    work.mkdir()
+    argv = ["sh", "-c", LAZY_PAGES_SCRIPT, "x", str(tmp_path / "img"), str(work), "10.0.0.5", "27142"]
+    subprocess.run(argv, env=stand_ins, check=True, timeout=10)
+
+    again = subprocess.run(argv, env=stand_ins, capture_output=True, timeout=10)
+
+    assert again.returncode == 0, again.stderr
+    assert len((tmp_path / "criu-calls").read_text().splitlines()) == 1
+    assert not (work / "lazy.exit").exists()
+    Path(stand_ins["RELEASE"]).touch()
+    assert wait_for_file(work / "lazy.exit") == "0"
+
+
 def test_lazy_pages_that_never_listens_fails(tmp_path: Path, stand_ins: dict[str, str]) -> None:
     work = tmp_path / "lazy"
     work.mkdir()

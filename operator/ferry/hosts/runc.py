@@ -84,13 +84,18 @@ echo "$rc" > "$work/served"
 # The target's `criu lazy-pages`, detached: it outlives this SSH command and an operator restart,
 # under a lock while it runs, its exit status in lazy.exit. It listens on lazy-pages.socket in its
 # work directory, where the wrapper's restore (the same work directory) finds it; -v4 logs the page
-# counts ("UFFD transferred pages: (N/M)").
+# counts ("UFFD transferred pages: (N/M)"). A run resumed after the operator died finds the daemon
+# an earlier run started still listening (lazy.listening) and leaves it to serve the restore.
 LAZY_PAGES_SCRIPT = r"""set -eu
 trap '' HUP PIPE
 images=$1 work=$2 address=$3 port=$4
 exec 9>"$work/lazy.lock"
-flock -n 9 || { echo "a lazy-pages daemon runs already in $work" >&2; exit 1; }
-rm -f "$work/lazy.exit" "$work/lazy.ready"
+if ! flock -n 9; then
+  [ -e "$work/lazy.listening" ] && exit 0
+  echo "a lazy-pages daemon runs already in $work, and it does not listen" >&2
+  exit 1
+fi
+rm -f "$work/lazy.exit" "$work/lazy.ready" "$work/lazy.listening"
 mkfifo "$work/lazy.ready"
 (
   criu lazy-pages --page-server --address "$address" --port "$port" -D "$images" -W "$work" \
@@ -106,6 +111,7 @@ if [ "$status" != 00 ]; then
   echo "criu lazy-pages ended before it was ready: $(tail -n 1 "$work/lazy.log" 2>/dev/null)" >&2
   exit 1
 fi
+: > "$work/lazy.listening"
 """
 
 # Sends a signal to every process of a container, as runc's cgroup lists them (not `runc kill
@@ -327,7 +333,7 @@ class RuncHost:
 
     def start_lazy_pages(self, images: str, work: str, address: str, port: int) -> None:
         """Starts `criu lazy-pages` (detached) against the source's page server; returns once its
-        socket listens."""
+        socket listens, or at once when one an earlier run started listens already."""
         argv = ["sh", "-c", LAZY_PAGES_SCRIPT, "ferry-lazy-pages", images, work, address, str(int(port))]
         self.ssh.run(argv, timeout=60)
 
