@@ -34,6 +34,7 @@ from tests.e2e.lab import (
     longest_gap_ms,
     unique,
     wait_for,
+    work_processes,
 )
 from tests.e2e.test_faults import FAILING_RESTORE, fake_criu
 
@@ -114,9 +115,7 @@ class PostCopySubject(ContainerSubject):
 
     def left_on(self, host: str) -> list[str]:
         """Also a page server or lazy-pages daemon still running (the hosts share one kernel)."""
-        processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-        criu = [line for line in processes.stdout.splitlines() if "/var/lib/ferry/work/" in line]
-        return super().left_on(host) + [f"process {line}" for line in criu]
+        return super().left_on(host) + [f"process {line}" for line in work_processes()]
 
 
 # A counter that keeps its next number in its volume and ends at a loop's end on SIGTERM: stopped

@@ -424,6 +424,13 @@ def cluster() -> Cluster:
     return Cluster(kubernetes.client.ApiClient(configuration))
 
 
+def work_processes(uid: str = "") -> list[str]:
+    """Processes whose command line names a Migration's work directory (all of them without `uid`):
+    a post-copy page server or lazy-pages daemon. The lab's hosts share one kernel."""
+    listed = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listed.splitlines() if f"{WORK_ROOT}/{uid}" in line]
+
+
 def ferry_files_left(uid: str, target_container_id: str | None) -> list[str]:
     """A Migration's stream keys (authorized on the target, private halves on the source), its dump
     work directory and the restore prepared for its twin, those still on the lab's hosts."""

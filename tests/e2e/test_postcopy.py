@@ -5,10 +5,9 @@ source's page server needs."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.e2e.lab import MEMHOG, Counter, Lab, OperatorProcess, unique, wait_for
+from tests.e2e.lab import MEMHOG, Counter, Lab, OperatorProcess, unique, wait_for, work_processes
 from tests.e2e.test_fast_path import assert_nothing_left, status_of
 from tests.e2e.test_faults import fake_criu
 
@@ -22,9 +21,8 @@ exec /usr/local/sbin/criu "$@"
 
 
 def no_post_copy_process_left(uid: str) -> None:
-    """No lazy-pages daemon nor lazy dump of this migration runs on any host (one kernel here)."""
-    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert not [line for line in processes.splitlines() if f"/var/lib/ferry/work/{uid}" in line]
+    """No lazy-pages daemon nor lazy dump of this migration runs on any host."""
+    assert work_processes(uid) == []
 
 
 def test_post_copy_moves_256_mib_and_the_source_goes_only_after_every_page(
