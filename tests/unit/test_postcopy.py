@@ -444,12 +444,18 @@ def test_a_lazy_dump_that_fails_before_its_status_byte_fails_with_its_output(
     assert not (work / "dumped").exists()
 
 
+def lazy_pages_command(tmp_path: Path) -> tuple[Path, list[str]]:
+    """The lazy-pages script's work directory (made) and its command, against a page server at
+    10.0.0.5:27142."""
+    work = tmp_path / "lazy"
+    work.mkdir()
+    return work, ["sh", "-c", LAZY_PAGES_SCRIPT, "x", str(tmp_path / "img"), str(work), "10.0.0.5", "27142"]
+
+
 def test_lazy_pages_returns_once_it_listens_and_records_its_end(
     tmp_path: Path, stand_ins: dict[str, str]
 ) -> None:
-    work = tmp_path / "lazy"
-    work.mkdir()
-    argv = ["sh", "-c", LAZY_PAGES_SCRIPT, "x", str(tmp_path / "img"), str(work), "10.0.0.5", "27142"]
+    work, argv = lazy_pages_command(tmp_path)
 
     subprocess.run(argv, env={**stand_ins, "RC": "0"}, check=True, timeout=10)
 
@@ -464,9 +470,7 @@ def test_lazy_pages_returns_once_it_listens_and_records_its_end(
 def test_lazy_pages_started_again_after_a_crash_leaves_the_listening_daemon_to_serve(
     tmp_path: Path, stand_ins: dict[str, str]
 ) -> None:
-    work = tmp_path / "lazy"
-    work.mkdir()
-    argv = ["sh", "-c", LAZY_PAGES_SCRIPT, "x", str(tmp_path / "img"), str(work), "10.0.0.5", "27142"]
+    work, argv = lazy_pages_command(tmp_path)
     subprocess.run(argv, env=stand_ins, check=True, timeout=10)
 
     again = subprocess.run(argv, env=stand_ins, capture_output=True, timeout=10)
@@ -479,9 +483,7 @@ def test_lazy_pages_started_again_after_a_crash_leaves_the_listening_daemon_to_s
 
 
 def test_lazy_pages_that_never_listens_fails(tmp_path: Path, stand_ins: dict[str, str]) -> None:
-    work = tmp_path / "lazy"
-    work.mkdir()
-    argv = ["sh", "-c", LAZY_PAGES_SCRIPT, "x", str(tmp_path / "img"), str(work), "10.0.0.5", "27142"]
+    work, argv = lazy_pages_command(tmp_path)
 
     ended = subprocess.run(argv, env={**stand_ins, "FAIL": "1"}, capture_output=True, timeout=10)
 
