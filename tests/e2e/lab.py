@@ -350,7 +350,8 @@ class Lab:
 
     def leftovers(self, uid: str, target_container_id: str | None) -> list[str]:
         """What a Migration that ended left on the lab's hosts: its files (ferry_files_left, the
-        images of a process), its checkpoint on any host, its NAT and hold rules."""
+        images of a process), its checkpoint on any host, its NAT and hold rules, a mount (the
+        tmpfs of its received images)."""
         left = ferry_files_left(uid, target_container_id)
         for host in self.hosts:
             if host_path(host, Path(IMAGES_ROOT) / uid).exists():
@@ -359,6 +360,8 @@ class Lab:
             left += [f"{path} on {host}" for path in root.glob(f"containers/*/checkpoints/ferry-{uid}")]
             rules = self.lab("exec", host, "iptables-save").stdout
             left += [f"rules {tag} on {host}" for tag in (redirect_tag(uid), hold_tag(uid)) if tag in rules]
+            mounts = self.lab("exec", host, "cat", "/proc/self/mounts").stdout
+            left += [f"a mount {line.split()[1]} on {host}" for line in mounts.splitlines() if uid in line]
         return left
 
     def unfinished_migrations(self) -> list[str]:

@@ -112,6 +112,7 @@ def status_with_every_field() -> dict[str, Any]:
         ),
         restore_requested=True,
         mechanism="runc",
+        checkpoint_in_memory=True,
         restart_policy={"Name": "always", "MaximumRetryCount": 0},
         post_copy=PostCopy(port=27100, pages_arrived=True),
         terminal=Terminal(host="node2", session="ferry-1a2b3c4d", attach="tmux -S s attach", log="/l"),

@@ -186,6 +186,9 @@ class FakeRunc:
     def forget_restore(self, container_id: str) -> None:
         self.calls.append(f"{self.host}:forget_restore:{container_id}")
 
+    def release_received(self, uid: str) -> None:
+        self.calls.append(f"{self.host}:release_received")
+
     def connections_cut(self, work: str) -> int | None:
         return self.cut
 

@@ -31,6 +31,9 @@ WRAPPER_PATH = f"/usr/local/lib/ferry/ferry-runtime-v{WRAPPER_VERSION}"
 RESTORE_ROOT = "/var/lib/ferry/restore"  # the wrapper reads prepared restores here
 WORK_ROOT = "/var/lib/ferry/work"  # CRIU work directories and per-migration files, root only
 RUNTIME_READY_SECONDS = 10.0
+# The target receives a checkpoint into memory (a tmpfs of its own, see `prepare_receive`) when what
+# is left after it and the restored workload (each about the expected size) is at least this much.
+RECEIVE_MEMORY_RESERVE = 512 << 20
 
 # Dumps the container once "go" arrives, then marks the dump complete. Run detached from the SSH
 # session's hang-up: a dump must finish (or fail) on its own even if the operator dies meanwhile,
@@ -114,6 +117,18 @@ fi
 : > "$work/lazy.listening"
 """
 
+# The target's directory for a checkpoint's images: a tmpfs of its own sized $2 bytes when $2 is
+# not 0 (root only; nothing in it runs), else the disk; kept as it is when a resumed run finds it
+# mounted. Says which: "memory" or "disk" (a mount refused falls back to the disk).
+PREPARE_RECEIVE_SCRIPT = r"""set -eu
+directory=$1 size=$2
+install -d -m 0700 -- "${directory%/*}" "$directory"
+if mountpoint -q -- "$directory"; then echo memory; exit 0; fi
+if [ "$size" -gt 0 ] && mount -t tmpfs -o "size=$size,mode=0700,nosuid,nodev,noexec" ferry-images "$directory"
+then echo memory; else echo disk; fi
+"""
+RELEASE_RECEIVED_SCRIPT = 'if mountpoint -q -- "$1"; then umount -- "$1"; fi; rm -rf -- "$1"'
+
 # Sends a signal to every process of a container, as runc's cgroup lists them (not `runc kill
 # --all`: it freezes and then thaws the cgroup, which would thaw a container CRIU holds frozen).
 SIGNAL_SCRIPT = r"""set -eu
@@ -143,6 +158,26 @@ class FastPathUnavailable(RuntimeError):
 class FastPathConfig:
     exec_root: str  # dockerd's exec-root: runc's state lives in <exec-root>/runtime-<name>/<namespace>
     daemon_config: str  # dockerd's daemon.json, where the runtime wrapper is registered
+
+
+def received_directory(uid: str) -> str:
+    """On the target, what holds a fast-path migration's checkpoint images (`prepare_receive`)."""
+    return f"{WORK_ROOT}/{uid}/received"
+
+
+def received_images(uid: str) -> str:
+    return f"{received_directory(uid)}/images"
+
+
+def memory_for_images(expected_bytes: int, available_bytes: int) -> int:
+    """The size of the tmpfs a checkpoint of about `expected_bytes` is received into, given the
+    target's MemAvailable; 0 (the disk) when the images, the restored workload (as much again) and
+    RECEIVE_MEMORY_RESERVE do not fit. The tmpfs is half as big again as expected, plus 64 MiB: a
+    workload may grow between the preflight and the freeze (a checkpoint bigger still fails to
+    arrive, and the source runs again)."""
+    if available_bytes < 2 * expected_bytes + RECEIVE_MEMORY_RESERVE:
+        return 0
+    return expected_bytes + expected_bytes // 2 + (64 << 20)
 
 
 def wrapper_script() -> bytes:
@@ -297,6 +332,18 @@ class RuncHost:
         argv = ["sh", "-c", script, "ferry-connections-cut", work, CUT_CONNECTION_LINES]
         counted = self.ssh.run(argv, timeout=30).text.strip()
         return int(counted) if counted else None
+
+    def prepare_receive(self, uid: str, size: int) -> bool:
+        """The directory `received_images(uid)` is received into: in memory (a tmpfs of `size`
+        bytes) unless `size` is 0 or the mount is refused. True when in memory."""
+        directory = received_directory(uid)
+        argv = ["sh", "-c", PREPARE_RECEIVE_SCRIPT, "ferry-prepare-receive", directory, str(int(size))]
+        return self.ssh.run(argv, timeout=30).text.strip() == "memory"
+
+    def release_received(self, uid: str) -> None:
+        """Removes the received images, and their tmpfs if they were in memory."""
+        argv = ["sh", "-c", RELEASE_RECEIVED_SCRIPT, "ferry-release-received", received_directory(uid)]
+        self.ssh.run(argv, timeout=60)
 
     def prepare_restore(self, container_id: str, images: str) -> None:
         """Tells the wrapper that the next create of this container restores from `images`."""

@@ -21,11 +21,11 @@ from functools import cached_property
 from typing import Any
 
 from ferry.api import SpecError
-from ferry.hosts import processes
+from ferry.hosts import facts, processes
 from ferry.hosts.docker_engine import DockerError
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.peer_stream import withdraw_stream_keys
-from ferry.hosts.runc import WORK_ROOT, ArmedDump, FastPathUnavailable
+from ferry.hosts.runc import WORK_ROOT, ArmedDump, FastPathUnavailable, memory_for_images
 from ferry.migration.container_files import ContainerFiles
 from ferry.migration.context import MigrationContext
 from ferry.migration.errors import HostError, Problem
@@ -144,6 +144,11 @@ class DockerCheckpoints:
         """Once the checkpoint's copy runs again (on either host): records the TCP connections the
         checkpoint cut, where CRIU's own log is at hand (Docker keeps its log to itself)."""
 
+    def remove_target_checkpoint(self) -> None:
+        """In Verifying, unless spec.keepCheckpoint: the images on the target, read by the restore."""
+        assert self.state.target_container_id is not None
+        self.target.engine.delete_checkpoint(self.state.target_container_id, self.name)
+
     def after_rollback(self) -> list[NamedStep]:
         """What a rollback still does once the source runs, each named for a report."""
         source_id, name = self.source_id, self.name
@@ -202,11 +207,22 @@ class RuncCheckpoints(DockerCheckpoints):
         assert source.runc is not None and target.runc is not None
         assert self.state.target_container_id is not None
         root = self.runc_root
+        if self.files.images_apart:
+            self.prepare_receive()
         source.runc.prepare_dump(self.dump_work, paths.source_checkpoint)
         self._armed = self.arm(root, paths.source_checkpoint, paths.target_checkpoint)
         # Docker must not restart what runc will end. Set aside here, out of the freeze window, and
         # given back on every outcome but success (the twin carries the original).
         source.engine.set_restart_policy(self.source_id, {"Name": "no"})
+
+    def prepare_receive(self) -> None:
+        """The target's directory for the images: in memory when the target has room for them and
+        for the restored workload (the preflight's estimate of the checkpoint), else on its disk."""
+        assert self.target.runc is not None
+        expected = int((self.state.preflight or {}).get("expectedCheckpointBytes") or 0)
+        size = memory_for_images(expected, facts.available_memory_bytes(self.target))
+        in_memory = self.target.runc.prepare_receive(self.ctx.request.uid, size)
+        self.state.checkpoint_in_memory = in_memory
 
     @cached_property
     def runc_root(self) -> str:
@@ -292,6 +308,13 @@ class RuncCheckpoints(DockerCheckpoints):
         if self.state.restart_policy is not None:
             self.source.engine.set_restart_policy(self.source_id, self.state.restart_policy)
 
+    def remove_target_checkpoint(self) -> None:
+        if self.files.images_apart:
+            assert self.target.runc is not None
+            self.target.runc.release_received(self.ctx.request.uid)
+        else:
+            super().remove_target_checkpoint()
+
     def after_rollback(self) -> list[NamedStep]:
         return [
             (f"giving back the restart policy of {self.source_id[:12]}", self.give_back_restart_policy),
@@ -309,6 +332,14 @@ class RuncCheckpoints(DockerCheckpoints):
         if self.state.phase is Phase.FAILED and self.state.source_container_id:
             self.give_back_restart_policy()
         super().ended()
+
+    def remove_files(self) -> None:
+        """Also the target's work files: the received images (their tmpfs first) and post-copy's
+        lazy-pages directory."""
+        if not self._files_removed and self.state.target_host is not None and self.target.runc is not None:
+            self.target.runc.release_received(self.ctx.request.uid)
+            self.target.files.remove_tree(f"{WORK_ROOT}/{self.ctx.request.uid}")
+        super().remove_files()
 
 
 class PostCopyCheckpoints(RuncCheckpoints):
@@ -424,12 +455,6 @@ class PostCopyCheckpoints(RuncCheckpoints):
             f"the source container {self.source_id[:12]} on {self.source.name} no longer runs and a "
             "post-copy checkpoint holds no memory to restore it from"
         )
-
-    def remove_files(self) -> None:
-        """Also the lazy-pages daemon's work directory on the target."""
-        if not self._files_removed and self.state.target_host is not None:
-            self.target.files.remove_tree(f"{WORK_ROOT}/{self.ctx.request.uid}")
-        super().remove_files()
 
 
 class ColdStop(DockerCheckpoints):

@@ -445,13 +445,8 @@ class ContainerMigration(MigrationSteps):
         if spec.redirect and self.state.redirect is None:  # the cutover (Restoring) did not get to it
             steps.append((f"forwarding the ports of {self.source.name}", self.continuity.cut_over))
         if self.live and not spec.keep_checkpoint:
-            target_id, name = self._target_id(), self.checkpoints.name
-            steps.append(
-                (
-                    f"removing checkpoint {name} on {self.target.name}",
-                    lambda: self.target.engine.delete_checkpoint(target_id, name),
-                )
-            )
+            name = f"removing checkpoint {self.checkpoints.name} on {self.target.name}"
+            steps.append((name, self.checkpoints.remove_target_checkpoint))
         if self.files.shared:
             steps.append((f"removing the staging directory on {self.source.name}", self.files.remove_staging))
         return steps

@@ -14,7 +14,7 @@ from typing import Any
 from ferry.api import Transfer
 from ferry.hosts.docker_host import DockerHost
 from ferry.hosts.host_calls import ContextExecutor
-from ferry.hosts.runc import WORK_ROOT
+from ferry.hosts.runc import WORK_ROOT, received_images
 from ferry.hosts.streams import Stream
 from ferry.hosts.tree_copy import Baseline
 from ferry.migration.container_config import MIGRATION_LABEL
@@ -105,6 +105,15 @@ class ContainerFiles:
 
     # -- before the freeze, once both containers exist
 
+    @property
+    def images_apart(self) -> bool:
+        """Whether the target receives the checkpoint's images apart from Docker's checkpoint
+        directory (`received_images`; in memory when it has room for them): the fast path's runtime
+        wrapper restores from any directory, Docker's own restore only from its own. Images to be
+        kept (spec.keepCheckpoint) go to Docker's directory, on the disk."""
+        mechanism = self.ctx.state.mechanism
+        return bool(mechanism and mechanism.startswith("runc") and not self.ctx.request.spec.keep_checkpoint)
+
     def paths(self) -> TransferPaths:
         """Where the checkpoint and writable layers live on both hosts; looked up before the freeze."""
         if self._paths is None:
@@ -113,7 +122,9 @@ class ContainerFiles:
             source_id, target_id = state.source_container_id, state.target_container_id
             self._paths = TransferPaths(
                 source_checkpoint=self.source.engine.checkpoint_dir(source_id, state.checkpoint_name),
-                target_checkpoint=self.target.engine.checkpoint_dir(target_id, state.checkpoint_name),
+                target_checkpoint=received_images(self.uid)
+                if self.images_apart
+                else self.target.engine.checkpoint_dir(target_id, state.checkpoint_name),
                 source_upper=_upper_dir(self.source.engine.inspect_container(source_id)),
                 target_upper=_upper_dir(self.target.engine.inspect_container(target_id)),
             )

@@ -197,6 +197,7 @@ class MigrationState(StatusPart):
     waiting: str = Field("", exclude=True)
     waiting_since: StatusTime = Field(None, exclude=True)
     mechanism: str | None = None  # how it checkpoints and restores: "runc" (the fast path) or "docker"
+    checkpoint_in_memory: bool | None = None  # the fast path's target received the images into a tmpfs
     restart_policy: dict[str, Any] | None = None  # the source's, set aside while runc checkpoints it
     post_copy: PostCopy | None = None
     terminal: Terminal | None = None  # set in Preparing for a process with a terminal; host: where it runs
