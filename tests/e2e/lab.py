@@ -230,10 +230,15 @@ class Lab:
         timeout: float = 180,
         interval: float = 0.2,
     ) -> dict[str, Any]:
+        """Polls the Migration in the default namespace through the API client of this process, not
+        kubectl: a kubectl started every `interval` would take a good part of a core from what the
+        tests and benches measure."""
         wanted = set(phases)
         resource: dict[str, Any] = wait_for(
             lambda: (
-                (resource := self.get_migration(name)).get("status", {}).get("phase") in wanted and resource
+                (resource := cluster().get_migration("default", name) or {}).get("status", {}).get("phase")
+                in wanted
+                and resource
             ),
             timeout,
             f"Migration {name} to reach {sorted(wanted)}",
