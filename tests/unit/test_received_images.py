@@ -76,6 +76,18 @@ def prepare(directory: Path, size: int, env: dict[str, str]) -> str:
     return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
+def received(tmp_path: Path, size: int, env: dict[str, str]) -> Path:
+    """A receiving directory prepared with `size`, holding images."""
+    directory = tmp_path / "received"
+    prepare(directory, size, env)
+    (directory / "images").mkdir()
+    return directory
+
+
+def release(directory: Path, env: dict[str, str]) -> None:
+    subprocess.run(["sh", "-c", RELEASE_RECEIVED_SCRIPT, "x", str(directory)], env=env, check=True)
+
+
 def calls(env: dict[str, str]) -> list[str]:
     path = Path(env["CALLS"])
     return path.read_text().splitlines() if path.exists() else []
@@ -110,9 +122,7 @@ def test_a_refused_mount_leaves_the_images_to_the_disk(tmp_path: Path, stand_ins
 def test_a_resumed_run_keeps_the_tmpfs_it_finds_and_what_it_holds(
     tmp_path: Path, stand_ins: dict[str, str]
 ) -> None:
-    directory = tmp_path / "received"
-    prepare(directory, 1000, stand_ins)
-    (directory / "images").mkdir()
+    directory = received(tmp_path, 1000, stand_ins)
 
     assert prepare(directory, 0, stand_ins) == "memory"
 
@@ -122,10 +132,9 @@ def test_a_resumed_run_keeps_the_tmpfs_it_finds_and_what_it_holds(
 def test_releasing_unmounts_the_tmpfs_then_removes_the_directory(
     tmp_path: Path, stand_ins: dict[str, str]
 ) -> None:
-    directory = tmp_path / "received"
-    prepare(directory, 1000, stand_ins)
+    directory = received(tmp_path, 1000, stand_ins)
 
-    subprocess.run(["sh", "-c", RELEASE_RECEIVED_SCRIPT, "x", str(directory)], env=stand_ins, check=True)
+    release(directory, stand_ins)
 
     assert calls(stand_ins)[-1] == f"umount -- {directory}"
     assert not directory.exists()
@@ -134,10 +143,8 @@ def test_releasing_unmounts_the_tmpfs_then_removes_the_directory(
 def test_releasing_images_received_on_the_disk_removes_them(
     tmp_path: Path, stand_ins: dict[str, str]
 ) -> None:
-    directory = tmp_path / "received"
-    prepare(directory, 0, stand_ins)
-    (directory / "images").mkdir()
+    directory = received(tmp_path, 0, stand_ins)
 
-    subprocess.run(["sh", "-c", RELEASE_RECEIVED_SCRIPT, "x", str(directory)], env=stand_ins, check=True)
+    release(directory, stand_ins)
 
     assert calls(stand_ins) == [] and not directory.exists()
