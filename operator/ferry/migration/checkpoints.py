@@ -207,7 +207,7 @@ class RuncCheckpoints(DockerCheckpoints):
         assert source.runc is not None and target.runc is not None
         assert self.state.target_container_id is not None
         root = self.runc_root
-        if self.files.images_apart:
+        if self.files.images_apart and self.state.checkpoint_in_memory is None:  # not again in the freeze
             self.prepare_receive()
         source.runc.prepare_dump(self.dump_work, paths.source_checkpoint)
         self._armed = self.arm(root, paths.source_checkpoint, paths.target_checkpoint)
